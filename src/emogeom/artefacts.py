@@ -1,0 +1,93 @@
+"""Atomic artefact I/O: JSON, CSV and safetensors written to a temp file, then renamed."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file, save
+
+from emogeom.errors import EmogeomError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_jsonable) + "\n").encode())
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(f"not JSON serialisable: {type(x)}")
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def write_tensors(path: Path, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> str:
+    """Save float arrays as safetensors with JSON-encoded metadata; returns the file's sha256."""
+    data = save({k: np.ascontiguousarray(v) for k, v in tensors.items()},
+                metadata={k: json.dumps(v) for k, v in meta.items()})
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Load a safetensors file and its decoded metadata (no pickle involved)."""
+    from safetensors import safe_open
+
+    if not path.exists():
+        raise EmogeomError(f"artefact missing: {path}")
+    with safe_open(str(path), framework="numpy") as fh:
+        meta = {k: json.loads(v) for k, v in (fh.metadata() or {}).items()}
+    return load_file(str(path)), meta
+
+
+def write_rdm_csv(path: Path, rdm: np.ndarray, emotions: list[str]) -> None:
+    rows = [[e, *[f"{v:.6f}" for v in row]] for e, row in zip(emotions, rdm)]
+    write_csv(path, ["emotion", *emotions], rows)
+
+
+def read_rdm_csv(path: Path) -> tuple[np.ndarray, list[str]]:
+    rows = read_csv(path)
+    emotions = [r["emotion"] for r in rows]
+    return np.array([[float(r[e]) for e in emotions] for r in rows]), emotions
+
+
+def read_json(path: Path) -> Any:
+    if not path.exists():
+        raise EmogeomError(f"artefact missing: {path}")
+    return json.loads(path.read_text())

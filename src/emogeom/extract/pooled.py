@@ -1,0 +1,136 @@
+"""Pooled ``resid_post`` of every decoder layer in one pass, pooled inside forward hooks.
+
+"Layer i" is the output of decoder block i (0-based), for every layer including the last one:
+HF's ``hidden_states[-1]`` has the final norm applied, our last layer does not. Whole hidden
+sequences are never kept: each hook reduces its block output to [batch, d] at once, and the
+forward stops after the deepest layer requested (the LM head never runs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from emogeom.errors import EmogeomError
+from emogeom.extract.batching import pad_batch, token_budget_batches
+
+POOLINGS = ("last", "mean")
+
+
+class NonFiniteActivations(EmogeomError):
+    """A layer produced inf/NaN (fp16 overflow, as Gemma-3 does)."""
+
+
+class _StopForward(Exception):
+    """Raised by the deepest hook to end the forward pass early."""
+
+
+def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The list of decoder blocks of an HF causal LM (llama/qwen2/gemma/mistral/gpt2 layouts)."""
+    base = getattr(model, "base_model", model)
+    for owner in (base, getattr(base, "language_model", None), model):
+        if owner is None:
+            continue
+        for name in ("layers", "h", "blocks", "decoder_layers"):
+            layers = getattr(owner, name, None)
+            if isinstance(layers, torch.nn.ModuleList) and len(layers) > 0:
+                return layers
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
+    if not lists:
+        raise EmogeomError(f"cannot find decoder layers in {type(model).__name__}")
+    return max(lists, key=len)
+
+
+def pooling_weights(
+    mask: torch.Tensor, positions: torch.Tensor, pooling: str, mean_start: int
+) -> torch.Tensor:
+    """[B, T] float32 weights that pool a [B, T, d] state into [B, d].
+
+    ``last``: the last real token (whatever the padding side). ``mean``: real tokens whose
+    position is ≥ ``mean_start`` (1 skips the first token: BOS or the attention sink); a text
+    with no such token falls back to its last token.
+    """
+    real = mask.bool()
+    last = torch.zeros_like(real)
+    last_idx = (real * torch.arange(real.shape[1])).argmax(dim=1)
+    last[torch.arange(real.shape[0]), last_idx] = True
+    if pooling == "last":
+        keep = last
+    elif pooling == "mean":
+        keep = real & (positions >= mean_start)
+        empty = ~keep.any(dim=1)
+        keep[empty] = last[empty]
+    else:
+        raise EmogeomError(f"unknown pooling '{pooling}' (use one of: {', '.join(POOLINGS)})")
+    w = keep.float()
+    return w / w.sum(dim=1, keepdim=True)
+
+
+def extract_pooled(
+    model: torch.nn.Module,
+    tokenizer,
+    texts: Sequence[str],
+    pooling: str = "mean",
+    mean_start: int = 1,
+    layers: Sequence[int] | None = None,
+    max_batch_tokens: int = 8192,
+    padding_side: str | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Pooled block outputs float32 [len(layers), len(texts), d] in the order of ``texts``.
+
+    Texts are tokenised raw (with the tokenizer's special tokens), sorted by length and batched
+    under a token budget. Raises ``NonFiniteActivations`` naming the first non-finite layer.
+    """
+    if pooling not in POOLINGS:
+        raise EmogeomError(f"unknown pooling '{pooling}' (use one of: {', '.join(POOLINGS)})")
+    if not texts:
+        raise EmogeomError("no texts to extract from")
+    blocks = decoder_layers(model)
+    wanted = list(range(len(blocks))) if layers is None else sorted(set(layers))
+    if wanted[0] < 0 or wanted[-1] >= len(blocks):
+        raise EmogeomError(f"layers must lie in 0..{len(blocks) - 1}, got {list(layers)}")
+    side = padding_side or getattr(tokenizer, "padding_side", "right") or "right"
+    ids = [tokenizer(t, add_special_tokens=True)["input_ids"] for t in texts]
+    device = next(model.parameters()).device
+    d = model.config.get_text_config().hidden_size
+    out = np.zeros((len(wanted), len(texts), d), dtype=np.float32)
+    slot = {layer: k for k, layer in enumerate(wanted)}
+    state: dict = {}
+
+    def make_hook(layer: int):
+        def hook(_module, _inputs, output):
+            hidden = output[0] if isinstance(output, tuple) else output
+            pooled = torch.einsum("bt,btd->bd", state["weights"], hidden.float())
+            if not torch.isfinite(pooled).all():
+                raise NonFiniteActivations(
+                    f"layer {layer} produced non-finite activations at dtype "
+                    f"{hidden.dtype} (overflow?): use --dtype bf16 or fp32"
+                )
+            out[slot[layer], state["rows"]] = pooled.cpu().numpy()
+            if layer == wanted[-1]:
+                raise _StopForward
+        return hook
+
+    handles = [blocks[layer].register_forward_hook(make_hook(layer)) for layer in wanted]
+    base = getattr(model, "base_model", model)
+    try:
+        with torch.inference_mode():
+            for batch in token_budget_batches([len(x) for x in ids], max_batch_tokens):
+                input_ids, mask, positions = pad_batch(
+                    [ids[i] for i in batch], tokenizer.pad_token_id, side
+                )
+                state["rows"] = np.array(batch)
+                state["weights"] = pooling_weights(mask, positions, pooling, mean_start).to(device)
+                with contextlib.suppress(_StopForward):
+                    base(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                         position_ids=positions.to(device), use_cache=False)
+                if on_batch is not None:
+                    on_batch(len(batch))
+    finally:
+        for h in handles:
+            h.remove()
+    return out

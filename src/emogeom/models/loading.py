@@ -1,0 +1,201 @@
+"""One ``load_model`` for an embedded name, a GGUF file, a local folder or a hub id.
+
+GGUF files are de-quantised once by transformers and saved as a safetensors folder under the
+cache directory (``EMOGEOM_CACHE``, default ``~/.cache/emogeom``); later loads read that folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+from emogeom.errors import EmogeomError
+from emogeom.models.embedded import EMBEDDED, embedded_gguf
+
+DTYPES: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_CONVERT_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model spec points, resolved without loading anything heavy."""
+
+    spec: str
+    kind: str  # "embedded" | "gguf" | "local" | "hub"
+    path: str | None
+    slug: str
+
+
+@dataclass
+class LoadedModel:
+    """A loaded causal LM with its tokenizer and the provenance recorded in manifests."""
+
+    model: Any
+    tokenizer: Any
+    source: ModelSource
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def cache_dir() -> Path:
+    """Cache root: ``$EMOGEOM_CACHE`` or ``~/.cache/emogeom``."""
+    return Path(os.environ.get("EMOGEOM_CACHE", Path.home() / ".cache" / "emogeom")).expanduser()
+
+
+def slugify(text: str) -> str:
+    """File-system-safe folder name for a model spec."""
+    base = Path(text).name if os.sep in text and Path(text).exists() else text
+    base = base.removesuffix(".gguf")
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("_.") or "model"
+
+
+def resolve_model(spec: str) -> ModelSource:
+    """Classify a model spec, checking that files exist; raises a one-line error otherwise."""
+    if spec in EMBEDDED:
+        return ModelSource(spec, "embedded", None, spec)
+    path = Path(spec).expanduser()
+    if path.exists():
+        if path.is_file() and path.suffix == ".gguf":
+            return ModelSource(spec, "gguf", str(path.resolve()), slugify(spec))
+        if path.is_dir() and (path / "config.json").exists():
+            return ModelSource(spec, "local", str(path.resolve()), slugify(path.name))
+        raise EmogeomError(
+            f"'{spec}' is neither a .gguf file nor a model folder with config.json"
+        )
+    if spec.endswith(".gguf") or spec.startswith((".", "/", "~")):
+        raise EmogeomError(f"model file not found: {spec} (check the path)")
+    if _HUB_ID.match(spec):
+        return ModelSource(spec, "hub", None, slugify(spec.replace("/", "__")))
+    raise EmogeomError(
+        f"unknown model '{spec}': use an embedded name ({', '.join(EMBEDDED)}), "
+        "a local folder, a .gguf file, or a hub id like org/name"
+    )
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def converted_gguf_dir(gguf: Path, sha256: str, root: Path | None = None) -> Path:
+    """Safetensors folder for a GGUF file, converted on first use and re-used afterwards."""
+    root = root or cache_dir()
+    target = root / "converted" / f"{gguf.name.removesuffix('.gguf')}-{sha256[:12]}"
+    marker = target / "emogeom-source.json"
+    if marker.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        quant = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+        )
+        # transformers refuses save_pretrained on a GGUF-loaded model: rebuild from its config.
+        config_dict = quant.config.to_dict()
+        config_dict.pop("quantization_config", None)
+        config = AutoConfig.for_model(**config_dict)
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        plain.load_state_dict(quant.state_dict())
+        plain.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        (tmp / "emogeom-source.json").write_text(
+            json.dumps({"gguf": gguf.name, "sha256": sha256, "converter": _CONVERT_VERSION,
+                        "transformers": transformers.__version__}, indent=2)
+        )
+        if target.exists():  # a half-written folder from a killed run: replace it
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _ensure_pad(tokenizer: Any) -> None:
+    """Give the tokenizer a pad token that already exists in the vocabulary (masked anyway)."""
+    if tokenizer.pad_token is None:
+        fallback = tokenizer.eos_token or tokenizer.unk_token or tokenizer.bos_token
+        if fallback is None:
+            raise EmogeomError("tokenizer has no pad, eos, unk or bos token to pad with")
+        tokenizer.pad_token = fallback
+
+
+def load_model(
+    spec: str | ModelSource,
+    dtype: str = "fp32",
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    attn_implementation: str | None = None,
+) -> LoadedModel:
+    """Load a causal LM and its tokenizer at ``dtype`` (fp32, bf16, fp16), on CPU or the
+    model's default device; ``trust_remote_code`` stays off unless asked for."""
+    if dtype not in DTYPES:
+        raise EmogeomError(f"unknown dtype '{dtype}' (use one of: {', '.join(DTYPES)})")
+    source = spec if isinstance(spec, ModelSource) else resolve_model(spec)
+    info: dict[str, Any] = {"model": source.spec, "kind": source.kind, "dtype": dtype,
+                            "trust_remote_code": trust_remote_code}
+    if source.kind in ("embedded", "gguf"):
+        if source.kind == "embedded":
+            gguf, sha = embedded_gguf(source.spec, cache_dir())
+            info["description"] = EMBEDDED[source.spec].description
+        else:
+            gguf, sha = Path(source.path), None
+        sha = sha or file_sha256(gguf)
+        folder = converted_gguf_dir(gguf, sha)
+        info.update({"gguf_file": gguf.name, "sha256": sha, "loaded_from": str(folder),
+                     "note": "weights de-quantised from a 4-bit GGUF file: 'fp32' means "
+                             "de-quantised Q4, not original full-precision weights"
+                             if "Q4" in gguf.name.upper() else "weights de-quantised from GGUF"})
+        name, kwargs = str(folder), {}
+    else:
+        name = source.path if source.kind == "local" else source.spec
+        kwargs = {"revision": revision} if revision else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            name, trust_remote_code=trust_remote_code, **kwargs
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            name, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code,
+            attn_implementation=attn_implementation, **kwargs,
+        )
+    except OSError as exc:
+        where = "the hub (no network or wrong id?)" if source.kind == "hub" else name
+        raise EmogeomError(f"cannot load model '{source.spec}' from {where}: "
+                           f"{str(exc).splitlines()[0]}") from None
+    model.eval()
+    _ensure_pad(tokenizer)
+    cfg = model.config
+    info.update({
+        "architecture": cfg.model_type,
+        "n_layers": int(cfg.get_text_config().num_hidden_layers),
+        "d_model": int(cfg.get_text_config().hidden_size),
+        "revision": revision or getattr(cfg, "_commit_hash", None),
+        "dtype_loaded": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "tokenizer_adds_bos": bool(tokenizer("a").input_ids[:1] == [tokenizer.bos_token_id]),
+        "has_chat_template": bool(getattr(tokenizer, "chat_template", None)),
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+    })
+    if source.kind == "local":
+        info["local_path"] = source.path
+    return LoadedModel(model, tokenizer, source, info)

@@ -1,0 +1,117 @@
+"""Self-contained ``report.html``: figures embedded as PNG data, every text escaped."""
+
+from __future__ import annotations
+
+import base64
+import io
+from html import escape
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from emogeom import artefacts as art
+from emogeom.emotions import NORMS_CITATION
+from emogeom.report import figures
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;padding:0 1em}
+table{border-collapse:collapse;margin:1em 0;font-size:14px}
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}
+th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
+.figs{display:flex;flex-wrap:wrap;gap:12px} .figs img{max-width:520px;border:1px solid #eee}
+.note{color:#555;font-size:13px}
+"""
+
+
+def _png(fig, path: Path) -> str:
+    """Save a figure as PNG under figures/ and return it base64-encoded for embedding."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    data = buf.getvalue()
+    art.atomic_write_bytes(path, data)
+    return base64.b64encode(data).decode()
+
+
+def _img(b64: str, alt: str) -> str:
+    return f'<img alt="{escape(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def _table(header: list[str], rows: list[list[object]]) -> str:
+    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in r) + "</tr>"
+                   for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def discover(out: Path) -> list[str]:
+    """Model folders (those with a metrics.json) under a study output folder."""
+    return sorted(p.parent.name for p in out.glob("*/metrics.json"))
+
+
+def build_report(out: str | Path, slugs: list[str] | None = None) -> Path:
+    """Render figures and ``report.html`` for the models in ``out`` from their artefacts."""
+    out = Path(out)
+    slugs = slugs if slugs is not None else discover(out)
+    figdir = out / "figures"
+    desc_rows, sections, notes = [], [], []
+    for slug in slugs:
+        folder = out / slug
+        metrics = art.read_json(folder / "metrics.json")
+        manifest = art.read_json(folder / "manifest.json")
+        rdm, emotions = art.read_rdm_csv(folder / "rdm.csv")
+        tensors, _ = art.read_tensors(folder / "vectors.safetensors")
+        best, n = metrics["best_layer"], metrics["n_layers"]
+        model = manifest["model"]
+        desc_rows.append([
+            slug, model.get("architecture", "?"), model.get("dtype", "?"), n,
+            f"{best} ({metrics['best_layer_depth']:.0%})", f"{metrics['anisotropy_at_best']:.3f}",
+            f"{metrics['rdm_std_at_best']:.3f}", f"{metrics['reliability_at_best']:.3f}",
+            f"{metrics['pc1_valence_abs_r']:.2f}",
+            f"{metrics['valence_within']:.3f} / {metrics['valence_between']:.3f}",
+        ])
+        if model.get("note"):
+            notes.append(f"{slug}: {model['note']}.")
+        imgs = [
+            _img(_png(figures.rdm_heatmap(rdm, emotions, f"{slug} — RDM at layer {best}"),
+                      figdir / f"{slug}_rdm.png"), f"{slug} RDM"),
+            _img(_png(figures.emotion_map(tensors["vectors"][best], emotions,
+                                          f"{slug} — emotion vectors, layer {best}"),
+                      figdir / f"{slug}_map.png"), f"{slug} PCA map"),
+            _img(_png(figures.layer_profile(metrics, f"{slug} — layer profile"),
+                      figdir / f"{slug}_layers.png"), f"{slug} layer profile"),
+        ]
+        sections.append(f"<h3>{escape(slug)}</h3><div class='figs'>{''.join(imgs)}</div>")
+    comp_html = "<p class='note'>Only one model: no comparison.</p>"
+    comp_path = out / "comparisons.csv"
+    if comp_path.exists() and len(slugs) > 1:
+        rows = art.read_csv(comp_path)
+        index = {s: i for i, s in enumerate(slugs)}
+        rho, p = np.eye(len(slugs)), np.zeros((len(slugs), len(slugs)))
+        for r in rows:
+            if r["model_a"] in index and r["model_b"] in index:
+                i, j = index[r["model_a"]], index[r["model_b"]]
+                rho[i, j] = rho[j, i] = float(r["rho"])
+                p[i, j] = p[j, i] = float(r["p_perm"])
+        comp_html = _table(
+            ["model A", "model B", "layer A", "layer B", "Spearman ρ", "p (permutation)"],
+            [[r["model_a"], r["model_b"], r["layer_a"], r["layer_b"], f"{float(r['rho']):.3f}",
+              f"{float(r['p_perm']):.4g}"] for r in rows],
+        ) + _img(_png(figures.rho_matrix(slugs, rho, p), figdir / "rho_matrix.png"), "rho")
+    html = f"""<!doctype html><html><head><meta charset="utf-8">
+<title>emogeom report</title><style>{_CSS}</style></head><body>
+<h1>emogeom report</h1>
+<h2>Models</h2>
+{_table(["model", "arch", "dtype", "layers", "best layer (depth)", "anisotropy", "RDM std",
+         "reliability", "|r| PC1~valence", "dist within / between valence"], desc_rows)}
+<p class="note">Best layer: highest split-half RDM reliability (Spearman–Brown) unless the
+manifest says otherwise. Anisotropy: mean pairwise cosine of neutral sentences' pooled states.
+Layer i is the output of decoder block i (0-based).</p>
+<h2>Model × model RDM agreement</h2>{comp_html}
+<h2>Figures</h2>{''.join(sections)}
+<h2>Notes</h2><ul>{''.join(f'<li>{escape(n)}</li>' for n in notes + [NORMS_CITATION])}</ul>
+</body></html>"""
+    path = out / "report.html"
+    art.atomic_write_bytes(path, html.encode())
+    return path

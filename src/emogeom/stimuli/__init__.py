@@ -1,0 +1,19 @@
+"""Stimulus corpora: schema, loading, validation, shipped data."""
+
+from emogeom.stimuli.corpus import (
+    Corpus,
+    Stimulus,
+    default_corpus_path,
+    default_neutral_path,
+    load_corpus,
+    load_neutral_sentences,
+)
+
+__all__ = [
+    "Corpus",
+    "Stimulus",
+    "default_corpus_path",
+    "default_neutral_path",
+    "load_corpus",
+    "load_neutral_sentences",
+]

@@ -1,0 +1,215 @@
+"""The backbone run: for each model extract → vectors → RDMs → descriptors, then compare
+every pair of models and write the report. Everything lands on disk before it is shown."""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+import emogeom
+from emogeom import artefacts as io
+from emogeom import geometry
+from emogeom.emotions import NORMS_CITATION, valence_arousal, valence_groups
+from emogeom.errors import EmogeomError
+from emogeom.extract import POOLINGS, extract_pooled
+from emogeom.models import DTYPES, load_model, resolve_model
+from emogeom.models.loading import ModelSource
+from emogeom.stats import mantel
+from emogeom.stimuli import Corpus, load_corpus, load_neutral_sentences
+
+EMBEDDED_DEFAULT = ("smollm2-135m-instruct", "gemma3-270m")
+LAYER_CRITERIA = ("reliability", "reference")
+
+
+@dataclass
+class RunSettings:
+    """Everything that determines a run's numbers (recorded in every manifest)."""
+
+    models: list[str] = field(default_factory=lambda: list(EMBEDDED_DEFAULT))
+    corpus: str | None = None
+    neutral: str | None = None
+    out: str = "out"
+    dtype: str = "fp32"
+    pooling: str = "mean"
+    mean_start: int = 1
+    layer_criterion: str = "reliability"
+    denoise: float = 0.0
+    n_splits: int = 10
+    n_perm: int = 10_000
+    seed: int = 0
+    max_batch_tokens: int = 8192
+    trust_remote_code: bool = False
+
+
+@dataclass
+class ModelResult:
+    slug: str
+    metrics: dict[str, Any]
+    rdm: np.ndarray
+
+
+def validate(settings: RunSettings) -> tuple[list[ModelSource], Corpus, Corpus]:
+    """Check every input before anything is computed or written; one-line errors."""
+    if settings.dtype not in DTYPES:
+        raise EmogeomError(f"unknown dtype '{settings.dtype}' (use one of: {', '.join(DTYPES)})")
+    if settings.pooling not in POOLINGS:
+        raise EmogeomError(f"unknown pooling '{settings.pooling}' (use: {', '.join(POOLINGS)})")
+    if settings.layer_criterion not in LAYER_CRITERIA:
+        raise EmogeomError(f"unknown layer criterion '{settings.layer_criterion}' "
+                           f"(use: {', '.join(LAYER_CRITERIA)})")
+    if not 0.0 <= settings.denoise < 1.0:
+        raise EmogeomError("--denoise is a variance fraction in [0, 1); 0 turns it off")
+    if settings.n_perm < 1 or settings.n_splits < 1:
+        raise EmogeomError("permutations and splits must be at least 1")
+    if not settings.models:
+        raise EmogeomError("no models given")
+    sources = [resolve_model(m) for m in settings.models]
+    slugs = [s.slug for s in sources]
+    if len(set(slugs)) != len(slugs):
+        raise EmogeomError(f"two models share an output folder name: {slugs}; give distinct ones")
+    out = Path(settings.out)
+    if out.exists() and not out.is_dir():
+        raise EmogeomError(f"--out {out} exists and is not a folder")
+    return sources, load_corpus(settings.corpus), load_neutral_sentences(settings.neutral)
+
+
+def analyse(
+    acts: np.ndarray, neutral: np.ndarray, corpus: Corpus, settings: RunSettings
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Geometry of one model from pooled states: (metrics, vectors [L, E, d], RDMs [L, E, E])."""
+    emotions = list(corpus.emotions)
+    if settings.denoise > 0:
+        acts = geometry.project_out_neutral_pcs(acts, neutral, settings.denoise)
+    vectors = geometry.emotion_vectors(acts, corpus.labels, emotions)
+    rdms = geometry.cosine_rdm(vectors)
+    rel = geometry.layer_reliability(acts, corpus.labels, emotions, settings.n_splits,
+                                     settings.seed)
+    aniso = geometry.anisotropy(neutral)
+    ref_layer = geometry.reference_best_layer(vectors)
+    rel_layer = geometry.best_layer(rel["reliability"])
+    best = rel_layer if settings.layer_criterion == "reliability" else ref_layer
+    n_layers = acts.shape[0]
+    pos, neg = valence_groups(emotions)
+    within, between = geometry.group_distances(rdms[best], emotions, pos, neg)
+    pc_r = geometry.pc_correlations(vectors[best], valence_arousal(emotions))
+    metrics = {
+        "n_layers": n_layers,
+        "best_layer": best,
+        "best_layer_depth": best / max(n_layers - 1, 1),
+        "best_layer_criterion": settings.layer_criterion,
+        "best_layer_reliability": rel_layer,
+        "best_layer_reference": ref_layer,
+        "anisotropy": aniso,
+        "anisotropy_at_best": float(aniso[best]),
+        "rdm_std": geometry.rdm_std(rdms),
+        "rdm_std_at_best": float(geometry.rdm_std(rdms[best])),
+        "reliability": rel["reliability"],
+        "split_half": rel["split_half"],
+        "reliability_at_best": float(rel["reliability"][best]),
+        "valence_within": within,
+        "valence_between": between,
+        "pc1_valence_abs_r": float(pc_r[0, 0]),
+        "pc1_arousal_abs_r": float(pc_r[0, 1]),
+        "norms": NORMS_CITATION,
+        "layer_definition": "output of decoder block i (0-based), before any final norm",
+    }
+    return metrics, vectors, rdms
+
+
+def run_model(
+    source: ModelSource, corpus: Corpus, neutral: Corpus, settings: RunSettings,
+    console: Console | None,
+) -> ModelResult:
+    """Load one model, extract, analyse, and write its artefacts to OUT/<slug>/."""
+    quiet = console is None
+    folder = Path(settings.out) / source.slug
+    started = time.time()
+    if console is not None:
+        with console.status(f"loading {source.spec} ({settings.dtype})..."):
+            lm = load_model(source, settings.dtype, trust_remote_code=settings.trust_remote_code)
+        console.print(f"loaded {source.spec}: {lm.info['architecture']}, "
+                      f"{lm.info['n_layers']} layers, d={lm.info['d_model']}")
+    else:
+        lm = load_model(source, settings.dtype, trust_remote_code=settings.trust_remote_code)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, disable=quiet) as bar:
+        states = {}
+        for name, part in (("stories", corpus), ("neutral", neutral)):
+            task = bar.add_task(f"{source.slug}: {name}", total=len(part.texts))
+            states[name] = extract_pooled(
+                lm.model, lm.tokenizer, part.texts, settings.pooling, settings.mean_start,
+                max_batch_tokens=settings.max_batch_tokens,
+                on_batch=lambda n, t=task: bar.advance(t, n),
+            )
+    extract_s = time.time() - started
+    info = lm.info
+    del lm
+    gc.collect()
+    metrics, vectors, rdms = analyse(states["stories"], states["neutral"], corpus, settings)
+    best = metrics["best_layer"]
+    emotions = list(corpus.emotions)
+    hashes = {
+        "activations.safetensors": io.write_tensors(
+            folder / "activations.safetensors", states,
+            {"stimulus_ids": [s.id for s in corpus.stimuli], "labels": corpus.labels,
+             "neutral_ids": [s.id for s in neutral.stimuli]}),
+        "vectors.safetensors": io.write_tensors(
+            folder / "vectors.safetensors", {"vectors": vectors.astype(np.float32)},
+            {"emotions": emotions, "denoise": settings.denoise}),
+    }
+    io.write_json(folder / "metrics.json", metrics)
+    io.write_rdm_csv(folder / "rdm.csv", rdms[best], emotions)
+    manifest = {
+        "emogeom": emogeom.__version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": info,
+        "corpus": {"path": corpus.source, "sha256": corpus.sha256,
+                   "n_stimuli": len(corpus.stimuli), "per_emotion": corpus.counts()},
+        "neutral": {"path": neutral.source, "sha256": neutral.sha256,
+                    "n": len(neutral.stimuli)},
+        "settings": {k: v for k, v in asdict(settings).items() if k not in ("models", "out")},
+        "artefacts": hashes,
+        "seconds": round(time.time() - started, 1),
+        "extract_seconds": round(extract_s, 1),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+    io.write_json(folder / "manifest.json", manifest)
+    return ModelResult(source.slug, metrics, rdms[best])
+
+
+def compare(results: list[ModelResult], settings: RunSettings) -> list[dict[str, Any]]:
+    """Spearman ρ between best-layer RDMs for every model pair, with a Mantel p-value."""
+    rows = []
+    for a, b in itertools.combinations(results, 2):
+        rho, p = mantel(a.rdm, b.rdm, "spearman", settings.n_perm, settings.seed)
+        rows.append({"model_a": a.slug, "model_b": b.slug,
+                     "layer_a": a.metrics["best_layer"], "layer_b": b.metrics["best_layer"],
+                     "rho": rho, "p_perm": p})
+    return rows
+
+
+def run_study(settings: RunSettings, console: Console | None = None) -> dict[str, Any]:
+    """Validate, run every model, compare, write ``comparisons.csv`` and ``report.html``."""
+    from emogeom.report import build_report
+
+    sources, corpus, neutral = validate(settings)
+    out = Path(settings.out)
+    results = [run_model(s, corpus, neutral, settings, console) for s in sources]
+    rows = compare(results, settings)
+    io.write_csv(out / "comparisons.csv",
+                 ["model_a", "model_b", "layer_a", "layer_b", "rho", "p_perm"],
+                 [[r["model_a"], r["model_b"], r["layer_a"], r["layer_b"], f"{r['rho']:.6f}",
+                   f"{r['p_perm']:.6g}"] for r in rows])
+    report = build_report(out, [r.slug for r in results])
+    return {"results": results, "comparisons": rows, "report": report}
