@@ -1,5 +1,11 @@
 """Residual-stream extraction: batched forward passes with pooling inside layer hooks."""
 
-from emogeom.extract.pooled import POOLINGS, NonFiniteActivations, decoder_layers, extract_pooled
+from emogeom.extract.pooled import (
+    POOLINGS,
+    NonFiniteActivations,
+    backbone,
+    decoder_layers,
+    extract_pooled,
+)
 
-__all__ = ["POOLINGS", "NonFiniteActivations", "decoder_layers", "extract_pooled"]
+__all__ = ["POOLINGS", "NonFiniteActivations", "backbone", "decoder_layers", "extract_pooled"]

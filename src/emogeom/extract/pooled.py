@@ -28,9 +28,20 @@ class _StopForward(Exception):
     """Raised by the deepest hook to end the forward pass early."""
 
 
+def backbone(model: torch.nn.Module) -> torch.nn.Module:
+    """The decoder stack without the LM head (``get_decoder`` where it gives one, else
+    ``base_model``): Gemma-3's ``base_model`` is the whole CausalLM, GPT-2's ``get_decoder``
+    too."""
+    get = getattr(model, "get_decoder", None)
+    decoder = get() if callable(get) else None
+    if decoder is not None and decoder is not model:
+        return decoder
+    return getattr(model, "base_model", model)
+
+
 def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     """The list of decoder blocks of an HF causal LM (llama/qwen2/gemma/mistral/gpt2 layouts)."""
-    base = getattr(model, "base_model", model)
+    base = backbone(model)
     for owner in (base, getattr(base, "language_model", None), model):
         if owner is None:
             continue
@@ -116,7 +127,7 @@ def extract_pooled(
         return hook
 
     handles = [blocks[layer].register_forward_hook(make_hook(layer)) for layer in wanted]
-    base = getattr(model, "base_model", model)
+    base = backbone(model)
     try:
         with torch.inference_mode():
             for batch in token_budget_batches([len(x) for x in ids], max_batch_tokens):

@@ -1,0 +1,103 @@
+"""Extraction parity: our pooled hook states equal HF output_hidden_states of an independently
+loaded eager fp32 model; batching and padding side do not change them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from emogeom.extract import backbone, decoder_layers, extract_pooled
+from emogeom.extract.batching import pad_batch, token_budget_batches
+from emogeom.models import load_model
+
+from .conftest import ARCHS
+
+
+def _reference(folder, texts, pooling, mean_start):
+    """Pooled per-layer states from a plain per-text loop over output_hidden_states."""
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager",
+                                                 dtype=torch.float32).eval()
+    raw = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager",
+                                               dtype=torch.float32).eval()
+    # Without the final norm, hidden_states[-1] is the raw output of the last block.
+    base = backbone(raw)
+    if hasattr(base, "norm"):
+        base.norm = torch.nn.Identity()
+    else:
+        base.ln_f = torch.nn.Identity()
+    rows = []
+    with torch.no_grad():
+        for text in texts:
+            ids = torch.tensor([tok(text)["input_ids"]])
+            hs = model(ids, output_hidden_states=True).hidden_states
+            last_raw = raw(ids, output_hidden_states=True).hidden_states[-1]
+            layers = [*hs[1:-1], last_raw]
+            if pooling == "last":
+                rows.append([h[0, -1] for h in layers])
+            else:
+                rows.append([h[0, mean_start:].mean(0) for h in layers])
+    return np.array([[v.numpy() for v in r] for r in rows]).transpose(1, 0, 2)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_parity_with_output_hidden_states(tiny_models, sample_texts, arch, pooling):
+    lm = load_model(str(tiny_models[arch]), dtype="fp32")
+    ours = extract_pooled(lm.model, lm.tokenizer, sample_texts, pooling=pooling, mean_start=1)
+    ref = _reference(tiny_models[arch], sample_texts, pooling, 1)
+    assert ours.shape == ref.shape == (3, len(sample_texts), 32)
+    assert ours.dtype == np.float32
+    np.testing.assert_allclose(ours, ref, atol=1e-5, rtol=1e-5)
+    # The layers really differ (a test that cannot confuse layer i with layer j).
+    assert np.abs(ours[0] - ours[-1]).max() > 1e-2
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3", "gpt2"])
+def test_batched_equals_unbatched_and_padding_sides(tiny_models, sample_texts, arch):
+    lm = load_model(str(tiny_models[arch]), dtype="fp32")
+    for pooling in ("last", "mean"):
+        one = extract_pooled(lm.model, lm.tokenizer, sample_texts, pooling, max_batch_tokens=1)
+        right = extract_pooled(lm.model, lm.tokenizer, sample_texts, pooling,
+                               padding_side="right")
+        left = extract_pooled(lm.model, lm.tokenizer, sample_texts, pooling,
+                              padding_side="left")
+        np.testing.assert_allclose(right, one, atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(left, one, atol=1e-5, rtol=1e-5)
+
+
+def test_layer_subset_stops_early(tiny_models, sample_texts):
+    lm = load_model(str(tiny_models["llama"]), dtype="fp32")
+    full = extract_pooled(lm.model, lm.tokenizer, sample_texts, "last")
+    calls = []
+    handle = decoder_layers(lm.model)[2].register_forward_hook(lambda *a: calls.append(1))
+    part = extract_pooled(lm.model, lm.tokenizer, sample_texts, "last", layers=[0, 1])
+    handle.remove()
+    np.testing.assert_allclose(part, full[:2], atol=1e-6)
+    assert calls == []  # block 2 never ran
+
+
+def test_last_token_index_both_sides():
+    ids = [[5, 6, 7], [8]]
+    for side in ("left", "right"):
+        input_ids, mask, positions = pad_batch(ids, pad_id=0, side=side)
+        from emogeom.extract.pooled import pooling_weights
+
+        w = pooling_weights(mask, positions, "last", 1)
+        picked = (w * input_ids).sum(1)
+        assert picked.tolist() == [7.0, 8.0]
+        mean_w = pooling_weights(mask, positions, "mean", 1)
+        # Row 0 averages tokens 6 and 7; row 1 has only one token and falls back to it.
+        assert (mean_w * input_ids).sum(1).tolist() == [6.5, 8.0]
+        assert positions[mask.bool()].tolist() == [0, 1, 2, 0]
+
+
+def test_token_budget_batches_cover_everything():
+    lengths = [5, 50, 7, 30, 30, 2]
+    batches = token_budget_batches(lengths, max_tokens=64)
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(len(lengths)))
+    for b in batches:
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 64

@@ -1,0 +1,169 @@
+"""End to end on tiny models: artefacts, comparisons, report, determinism, CLI errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from emogeom import artefacts
+from emogeom.cli import app
+from emogeom.errors import EmogeomError
+from emogeom.extract import NonFiniteActivations, extract_pooled
+from emogeom.models import load_model
+from emogeom.report import build_report
+from emogeom.study import RunSettings, run_study
+
+runner = CliRunner()
+
+
+def _settings(tiny_models, out: Path, **kw) -> RunSettings:
+    return RunSettings(models=[str(tiny_models["llama"]), str(tiny_models["gpt2"])],
+                       out=str(out), n_perm=200, n_splits=3, **kw)
+
+
+def test_run_study_writes_everything(tiny_models, tmp_path):
+    out = tmp_path / "out"
+    result = run_study(_settings(tiny_models, out))
+    for slug in ("llama", "gpt2"):
+        folder = out / slug
+        for name in ("manifest.json", "activations.safetensors", "vectors.safetensors",
+                     "metrics.json", "rdm.csv"):
+            assert (folder / name).exists(), name
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["n_layers"] == 3 and 0 <= metrics["best_layer"] < 3
+        assert len(metrics["anisotropy"]) == 3 and len(metrics["reliability"]) == 3
+        tensors, meta = artefacts.read_tensors(folder / "activations.safetensors")
+        assert tensors["stories"].shape == (3, 420, 32) and len(meta["labels"]) == 420
+        vec, _ = artefacts.read_tensors(folder / "vectors.safetensors")
+        assert vec["vectors"].shape == (3, 21, 32)
+        rdm, emotions = artefacts.read_rdm_csv(folder / "rdm.csv")
+        assert rdm.shape == (21, 21) and emotions[0] == "happy"
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert manifest["model"]["dtype"] == "fp32"
+        assert manifest["corpus"]["sha256"] and manifest["settings"]["pooling"] == "mean"
+    rows = artefacts.read_csv(out / "comparisons.csv")
+    assert list(rows[0]) == ["model_a", "model_b", "layer_a", "layer_b", "rho", "p_perm"]
+    assert len(rows) == 1 and -1 <= float(rows[0]["rho"]) <= 1
+    assert 0 < float(rows[0]["p_perm"]) <= 1
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "<script" not in html
+    assert (out / "figures" / "rho_matrix.png").exists()
+    assert result["report"] == out / "report.html"
+
+
+def test_same_inputs_same_numbers(tiny_models, tmp_path):
+    a = run_study(_settings(tiny_models, tmp_path / "a"))
+    b = run_study(_settings(tiny_models, tmp_path / "b"))
+    assert a["comparisons"] == b["comparisons"]
+    ma = json.loads((tmp_path / "a/llama/metrics.json").read_text())
+    mb = json.loads((tmp_path / "b/llama/metrics.json").read_text())
+    assert ma == mb
+
+
+def test_report_escapes_text(tiny_models, tmp_path):
+    out = tmp_path / "out"
+    run_study(RunSettings(models=[str(tiny_models["qwen2"])], out=str(out), n_perm=50,
+                          n_splits=2))
+    meta = json.loads((out / "qwen2/manifest.json").read_text())
+    meta["model"]["note"] = "<script>alert(1)</script>"
+    (out / "qwen2/manifest.json").write_text(json.dumps(meta))
+    html = build_report(out).read_text()
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_fp16_overflow_is_named(tiny_models, tmp_path):
+    lm = load_model(str(tiny_models["llama"]), dtype="fp16")
+    import torch
+
+    with torch.no_grad():
+        for p in lm.model.parameters():
+            p.mul_(300.0)
+    with pytest.raises(NonFiniteActivations, match=r"layer \d+ .*bf16 or fp32"):
+        extract_pooled(lm.model, lm.tokenizer, ["A plain sentence about tables."], "mean")
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture()
+def existing_out(tmp_path) -> Path:
+    out = tmp_path / "out"
+    (out / "model").mkdir(parents=True)
+    (out / "model" / "metrics.json").write_text('{"keep": true}')
+    (out / "comparisons.csv").write_text("model_a,model_b\n")
+    return out
+
+
+def _bad_corpus(tmp_path: Path, kind: str) -> Path:
+    from emogeom.emotions import EMOTIONS
+
+    path = tmp_path / f"{kind}.jsonl"
+    lines = [json.dumps({"emotion": e, "id": f"{e}{i}", "text": "Some words."})
+             for e in EMOTIONS for i in range(2)]
+    if kind == "empty":
+        lines = []
+    elif kind == "label":
+        lines.append(json.dumps({"emotion": "joyous", "id": "z", "text": "Hi."}))
+    elif kind == "few":
+        lines = lines[:-1]
+    path.write_text("\n".join(lines))
+    return path
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("unknown-model", "unknown model 'no-such-model'"),
+        ("missing-gguf", "model file not found"),
+        ("missing-corpus", "corpus file not found"),
+        ("label", "unknown emotion label 'joyous'"),
+        ("empty", "is empty"),
+        ("few", "fewer than 2 stories"),
+        ("dtype", "unknown dtype 'fp8'"),
+    ],
+)
+def test_cli_bad_input(tiny_models, tmp_path, existing_out, case, message):
+    before = _snapshot(existing_out)
+    args = ["run", "--out", str(existing_out), "--model", str(tiny_models["llama"])]
+    if case == "unknown-model":
+        args += ["--model", "no-such-model"]
+    elif case == "missing-gguf":
+        args += ["--model", str(tmp_path / "absent.gguf")]
+    elif case == "missing-corpus":
+        args += ["--corpus", str(tmp_path / "absent.jsonl")]
+    elif case == "dtype":
+        args += ["--dtype", "fp8"]
+    else:
+        args += ["--corpus", str(_bad_corpus(tmp_path, case))]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    text = (result.stderr or result.output).strip()
+    assert message in text and len(text.splitlines()) == 1, text
+    assert _snapshot(existing_out) == before
+
+
+def test_report_command_needs_results(tmp_path):
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "no model results" in (result.stderr or result.output)
+
+
+def test_load_model_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EmogeomError, match="neither a .gguf file nor a model folder"):
+        load_model(str(tmp_path / "empty"))
+    with pytest.raises(EmogeomError, match="unknown model"):
+        load_model("definitely not a model")
+
+
+def test_loader_sets_pad_and_records_provenance(tiny_models):
+    lm = load_model(str(tiny_models["gpt2"]))
+    assert lm.tokenizer.pad_token is not None
+    assert lm.info["dtype"] == "fp32" and lm.info["n_layers"] == 3
+    assert lm.info["trust_remote_code"] is False
+    assert np.isfinite(extract_pooled(lm.model, lm.tokenizer, ["x y z."], "last")).all()
