@@ -32,8 +32,7 @@ def _tokenizer(with_bos: bool):
 
 
 def _config(arch: str, vocab: int):
-    from transformers import (Gemma3TextConfig, GPT2Config, LlamaConfig, MistralConfig,
-                              Qwen2Config)
+    from transformers import Gemma3TextConfig, GPT2Config, LlamaConfig, MistralConfig, Qwen2Config
 
     common = dict(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)

@@ -64,7 +64,8 @@ def run(
     except EmogeomError as exc:
         _fail(exc)
     table = Table(title="emotion geometry per model")
-    for col in ("model", "best layer", "anisotropy", "RDM std", "reliability", "|r| PC1~val"):
+    table.add_column("model", no_wrap=True)
+    for col in ("best layer", "anisotropy", "RDM std", "reliability", "|r| PC1~val"):
         table.add_column(col, justify="right")
     for r in result["results"]:
         m = r.metrics

@@ -22,6 +22,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from emogeom.errors import EmogeomError
 from emogeom.models.embedded import EMBEDDED, embedded_gguf
+from emogeom.models.gguf_tokenizer import repair_tokenizer
 
 DTYPES: dict[str, torch.dtype] = {
     "fp32": torch.float32,
@@ -29,7 +30,7 @@ DTYPES: dict[str, torch.dtype] = {
     "fp16": torch.float16,
 }
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_CONVERT_VERSION = "1"
+_CONVERT_VERSION = "2"  # bump when conversion output changes: old caches are rebuilt
 
 
 @dataclass(frozen=True)
@@ -101,10 +102,12 @@ def converted_gguf_dir(gguf: Path, sha256: str, root: Path | None = None) -> Pat
     root = root or cache_dir()
     target = root / "converted" / f"{gguf.name.removesuffix('.gguf')}-{sha256[:12]}"
     marker = target / "emogeom-source.json"
-    if marker.exists():
+    if marker.exists() and json.loads(marker.read_text()).get("converter") == _CONVERT_VERSION:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # GGUF tokenizer notices: we repair and record
     try:
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         quant = AutoModelForCausalLM.from_pretrained(
@@ -118,14 +121,17 @@ def converted_gguf_dir(gguf: Path, sha256: str, root: Path | None = None) -> Pat
         plain.load_state_dict(quant.state_dict())
         plain.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
+        repairs = repair_tokenizer(tmp, gguf)
         (tmp / "emogeom-source.json").write_text(
             json.dumps({"gguf": gguf.name, "sha256": sha256, "converter": _CONVERT_VERSION,
-                        "transformers": transformers.__version__}, indent=2)
+                        "transformers": transformers.__version__,
+                        "tokenizer_repairs": repairs}, indent=2)
         )
         if target.exists():  # a half-written folder from a killed run: replace it
             shutil.rmtree(target)
         os.replace(tmp, target)
     finally:
+        transformers.logging.set_verbosity(verbosity)
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
@@ -162,7 +168,9 @@ def load_model(
             gguf, sha = Path(source.path), None
         sha = sha or file_sha256(gguf)
         folder = converted_gguf_dir(gguf, sha)
+        source_meta = json.loads((folder / "emogeom-source.json").read_text())
         info.update({"gguf_file": gguf.name, "sha256": sha, "loaded_from": str(folder),
+                     "tokenizer_repairs": source_meta.get("tokenizer_repairs", []),
                      "note": "weights de-quantised from a 4-bit GGUF file: 'fp32' means "
                              "de-quantised Q4, not original full-precision weights"
                              if "Q4" in gguf.name.upper() else "weights de-quantised from GGUF"})
