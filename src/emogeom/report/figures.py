@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from emogeom.emotions import by_valence, valence  # noqa: E402
 from emogeom.geometry import pca_coords  # noqa: E402
@@ -51,6 +52,7 @@ def layer_profile(metrics: dict, title: str) -> Figure:
     ax.axvline(metrics["best_layer"], color="grey", ls="--", lw=1,
                label=f"best layer {metrics['best_layer']}")
     ax.set_xlabel("layer (decoder block output)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(min(-0.1, np.nanmin(metrics["reliability"]) - 0.05), 1.05)
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title(title, fontsize=10)

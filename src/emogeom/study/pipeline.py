@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import emogeom
 from emogeom import artefacts as io
 from emogeom import geometry
-from emogeom.emotions import NORMS_CITATION, valence_arousal, valence_groups
+from emogeom.emotions import NEUTRAL, NORMS_CITATION, valence_arousal, valence_groups
 from emogeom.errors import EmogeomError
 from emogeom.extract import POOLINGS, extract_pooled
 from emogeom.models import DTYPES, load_model, resolve_model
@@ -101,7 +101,10 @@ def analyse(
     n_layers = acts.shape[0]
     pos, neg = valence_groups(emotions)
     within, between = geometry.group_distances(rdms[best], emotions, pos, neg)
-    pc_r = geometry.pc_correlations(vectors[best], valence_arousal(emotions))
+    # PCA over the 20 emotions: neutral sits far from all of them and would own PC1.
+    feeling = [i for i, e in enumerate(emotions) if e != NEUTRAL]
+    pc_r = geometry.pc_correlations(vectors[best][feeling],
+                                    valence_arousal([emotions[i] for i in feeling]))
     metrics = {
         "n_layers": n_layers,
         "best_layer": best,
@@ -120,6 +123,7 @@ def analyse(
         "valence_between": between,
         "pc1_valence_abs_r": float(pc_r[0, 0]),
         "pc1_arousal_abs_r": float(pc_r[0, 1]),
+        "pc_note": "PCA of the best-layer vectors of the 20 emotions (neutral left out)",
         "norms": NORMS_CITATION,
         "layer_definition": "output of decoder block i (0-based), before any final norm",
     }
