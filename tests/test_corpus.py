@@ -48,8 +48,8 @@ def _write(tmp_path, lines):
 
 
 def _good_lines(n=2):
-    return [json.dumps({"emotion": e, "id": f"{e}-{i}", "text": f"text {e} {i}."})
-            for e in EMOTIONS for i in range(n)]
+    return [json.dumps({"emotion": e, "id": f"{e}-{i}", "text": f"Story {k} number {i}."})
+            for k, e in enumerate(EMOTIONS) for i in range(n)]
 
 
 @pytest.mark.parametrize(
@@ -73,3 +73,72 @@ def test_bad_corpus_errors(tmp_path, lines, message):
 def test_missing_corpus_file(tmp_path):
     with pytest.raises(EmogeomError, match="not found"):
         load_corpus(tmp_path / "nope.jsonl")
+
+
+def test_csv_corpus_and_emotion_subset(tmp_path):
+    import csv
+
+    path = tmp_path / "c.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["emotion", "id", "text"])
+        for e in ("sad", "happy", "calm"):
+            for i in range(2):
+                w.writerow([e, f"{e}{i}", f"A story {e} {i}."])
+    corpus = load_corpus(path)
+    assert corpus.emotions == ("happy", "sad", "calm")  # canonical order, subset kept
+    assert corpus.counts() == {"happy": 2, "sad": 2, "calm": 2}
+
+
+def test_too_few_emotions(tmp_path):
+    lines = [json.dumps({"emotion": e, "id": f"{e}{i}", "text": "t."})
+             for e in ("sad", "happy") for i in range(2)]
+    with pytest.raises(EmogeomError, match="needs at least 3"):
+        load_corpus(_write(tmp_path, lines))
+
+
+def test_fixed_halves_balanced_and_deterministic():
+    from collections import Counter
+
+    from emogeom.stimuli import fixed_halves
+
+    corpus = load_corpus()
+    a, b = fixed_halves(corpus)
+    a2, _ = fixed_halves(corpus)
+    assert a.tolist() == a2.tolist() and not set(a) & set(b)
+    for half in (a, b):
+        per = Counter(corpus.stimuli[i].emotion for i in half)
+        assert set(per.values()) == {10}
+        sad = [corpus.stimuli[i] for i in half if corpus.stimuli[i].emotion == "sad"]
+        assert len({s.topic for s in sad}) == 10  # one story per topic
+        assert Counter(s.person for s in sad) == {"first": 5, "third": 5}
+
+
+def test_shipped_corpus_passes_check():
+    from emogeom.stimuli.check import check_corpus
+
+    rep = check_corpus()
+    assert rep.ok, rep.errors
+    assert rep.length_ratio <= 1.3
+    assert all(r.count >= 20 and not r.leaks and r.topics == 10 for r in rep.rows)
+    assert len(load_neutral_sentences().stimuli) >= 60
+
+
+def test_check_finds_leaks_and_duplicates(tmp_path):
+    from typer.testing import CliRunner
+
+    from emogeom.cli import app
+    from emogeom.stimuli.check import check_corpus
+
+    lines = _good_lines(3)
+    lines.append(json.dumps({"emotion": "sad", "id": "sad-leak", "text": "She was so Sad."}))
+    calm0 = json.loads(lines[3 * EMOTIONS.index("calm")])["text"]
+    lines.append(json.dumps({"emotion": "calm", "id": "calm-x", "text": calm0}))
+    rep = check_corpus(_write(tmp_path, lines))
+    assert any("sad: 1 stories" in e for e in rep.errors)
+    assert any("duplicate texts: calm-0, calm-x" in e for e in rep.errors)
+    assert any("unequal counts" in w for w in rep.warnings)
+    result = CliRunner().invoke(app, ["corpus", "check", str(tmp_path / "c.jsonl")])
+    assert result.exit_code == 1
+    ok = CliRunner().invoke(app, ["corpus", "check"])
+    assert ok.exit_code == 0 and "leaking stories = 0" in ok.output

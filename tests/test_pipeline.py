@@ -167,3 +167,37 @@ def test_loader_sets_pad_and_records_provenance(tiny_models):
     assert lm.info["dtype"] == "fp32" and lm.info["n_layers"] == 3
     assert lm.info["trust_remote_code"] is False
     assert np.isfinite(extract_pooled(lm.model, lm.tokenizer, ["x y z."], "last")).all()
+
+
+def test_presets(tiny_models, tmp_path):
+    paper = RunSettings.from_preset("paper", models=[str(tiny_models["llama"])],
+                                    out=str(tmp_path / "p"), n_perm=50, n_splits=2)
+    assert (paper.per_emotion, paper.pooling, paper.denoise, paper.layer_criterion,
+            paper.n_neutral) == (3, "last", 0.0, "reference", 20)
+    default = RunSettings.from_preset("default", pooling="last")
+    assert default.pooling == "last" and default.per_emotion is None and default.denoise > 0
+    run_study(paper)
+    manifest = json.loads((tmp_path / "p/llama/manifest.json").read_text())
+    assert manifest["settings"]["preset"] == "paper"
+    assert manifest["corpus"]["n_stimuli"] == 63 and manifest["neutral"]["n"] == 20
+    metrics = json.loads((tmp_path / "p/llama/metrics.json").read_text())
+    assert metrics["best_layer"] == metrics["best_layer_reference"]
+    result = runner.invoke(app, ["run", "--preset", "nope", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "unknown preset 'nope'" in (result.stderr or result.output)
+    assert not (tmp_path / "x").exists()
+
+
+def test_write_corpus_tiny_is_seeded(tiny_models, tmp_path):
+    from emogeom.stimuli import load_corpus
+    from emogeom.study.write_corpus import write_corpus
+
+    args = dict(model=str(tiny_models["llama"]), per_emotion=2,
+                emotions=["happy", "sad", "calm"], seed=3, max_new_tokens=30)
+    a = write_corpus(out=tmp_path / "a.jsonl", **args)
+    write_corpus(out=tmp_path / "b.jsonl", **args)
+    assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()
+    assert a["kept"] + sum(a["dropped"].values()) == 6
+    if a["kept"] == 6:
+        assert load_corpus(tmp_path / "a.jsonl").counts() == {"happy": 2, "sad": 2, "calm": 2}
+    with pytest.raises(EmogeomError, match="exists"):
+        write_corpus(out=tmp_path / "a.jsonl", **args)

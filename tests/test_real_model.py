@@ -51,3 +51,18 @@ def test_smollm2_tokenizer_and_gguf_path():
     assert lm.tokenizer.eos_token == "<|im_end|>"
     assert lm.info["has_chat_template"] is True
     assert len(lm.info["sha256"]) == 64
+
+
+def test_smollm2_writes_a_small_corpus(tmp_path):
+    from emogeom.stimuli.check import leaks, load_synonyms
+    from emogeom.study.write_corpus import write_corpus
+
+    out = tmp_path / "gen.jsonl"
+    result = write_corpus("smollm2-135m-instruct", 1, out, ["happy", "afraid", "calm"],
+                          seed=0, max_new_tokens=60)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert result["kept"] == len(rows) >= 1
+    synonyms = load_synonyms()
+    for row in rows:
+        assert len(row["text"].split()) >= 5
+        assert not leaks(row["text"], [row["emotion"], *synonyms[row["emotion"]]])

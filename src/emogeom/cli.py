@@ -30,34 +30,42 @@ def main() -> None:
 
 @app.command()
 def run(
-    model: list[str] | None = typer.Option(  # noqa: UP007
+    model: list[str] | None = typer.Option(
         None, "--model", "-m",
         help="Embedded name, local folder, .gguf file or hub id; repeat for several. "
              "Default: smollm2-135m-instruct and gemma3-270m."),
-    corpus: Path | None = typer.Option(None, help="Story corpus (.jsonl); default: shipped."),  # noqa: UP007
-    neutral: Path | None = typer.Option(None, help="Neutral sentences (.jsonl)."),  # noqa: UP007
+    preset: str = typer.Option("default", help="default | paper (the reference pipeline)."),
+    corpus: Path | None = typer.Option(None, help="Story corpus (.jsonl or .csv)."),
+    neutral: Path | None = typer.Option(None, help="Neutral sentences (.jsonl)."),
     dtype: str = typer.Option("fp32", help="fp32 | bf16 | fp16"),
-    pooling: str = typer.Option("mean", help="last | mean"),
-    mean_start: int = typer.Option(1, help="Mean pooling skips the first k tokens."),
-    layer_criterion: str = typer.Option("reliability", help="reliability | reference"),
-    denoise: float = typer.Option(0.0, help="Project off neutral PCs explaining this "
-                                            "variance fraction (0 = off)."),
+    per_emotion: int | None = typer.Option(None, help="Use the first N stories per emotion."),
+    pooling: str | None = typer.Option(None, help="last | mean"),
+    mean_start: int | None = typer.Option(None, help="Mean pooling skips the first k tokens."),
+    layer_criterion: str | None = typer.Option(None, help="reliability | reference"),
+    denoise: float | None = typer.Option(
+        None, help="Project off neutral PCs explaining this variance fraction (0 = off)."),
     permutations: int = typer.Option(10_000, help="Mantel permutations."),
     seed: int = typer.Option(0, help="Seed for splits and permutations."),
     out: Path = typer.Option(Path("out"), help="Output folder."),
     trust_remote_code: bool = typer.Option(False, help="Allow model code from the hub."),
 ) -> None:
-    """Extract, describe and compare emotion geometry; write artefacts and report.html."""
+    """Extract, describe and compare emotion geometry; write artefacts and report.html.
+
+    A preset sets corpus size, pooling, denoising and layer choice; options given override it.
+    """
     from emogeom.study import RunSettings, run_study
     from emogeom.study.pipeline import EMBEDDED_DEFAULT
 
-    settings = RunSettings(
-        models=list(model) if model else list(EMBEDDED_DEFAULT),
-        corpus=str(corpus) if corpus else None, neutral=str(neutral) if neutral else None,
-        out=str(out), dtype=dtype, pooling=pooling, mean_start=mean_start,
-        layer_criterion=layer_criterion, denoise=denoise, n_perm=permutations, seed=seed,
-        trust_remote_code=trust_remote_code,
-    )
+    try:
+        settings = RunSettings.from_preset(
+            preset, models=list(model) if model else list(EMBEDDED_DEFAULT),
+            corpus=str(corpus) if corpus else None, neutral=str(neutral) if neutral else None,
+            out=str(out), dtype=dtype, per_emotion=per_emotion, pooling=pooling,
+            mean_start=mean_start, layer_criterion=layer_criterion, denoise=denoise,
+            n_perm=permutations, seed=seed, trust_remote_code=trust_remote_code,
+        )
+    except EmogeomError as exc:
+        _fail(exc)
     started = time.time()
     try:
         result = run_study(settings, console)
@@ -65,18 +73,92 @@ def run(
         _fail(exc)
     table = Table(title="emotion geometry per model")
     table.add_column("model", no_wrap=True)
-    for col in ("best layer", "anisotropy", "RDM std", "reliability", "|r| PC1~val"):
+    for col in ("best layer", "anisotropy", "RDM std", "reliability", "|r| PC~val"):
         table.add_column(col, justify="right")
     for r in result["results"]:
         m = r.metrics
         table.add_row(r.slug, f"{m['best_layer']} / {m['n_layers']}",
                       f"{m['anisotropy_at_best']:.3f}", f"{m['rdm_std_at_best']:.3f}",
-                      f"{m['reliability_at_best']:.3f}", f"{m['pc1_valence_abs_r']:.2f}")
+                      f"{m['reliability_at_best']:.3f}",
+                      f"PC1 {m['pc1_valence_abs_r']:.2f}, PC{m['best_pc_valence']} "
+                      f"{m['best_pc_valence_abs_r']:.2f}")
     console.print(table)
+    console.print(f"preset {settings.preset}: pooling {settings.pooling}, denoise "
+                  f"{settings.denoise}, layer by {settings.layer_criterion}, "
+                  f"{result['n_stimuli']} stories over {result['n_emotions']} emotions",
+                  soft_wrap=True)
     for c in result["comparisons"]:
         console.print(f"{c['model_a']} (L{c['layer_a']}) vs {c['model_b']} (L{c['layer_b']}): "
-                      f"Spearman ρ = {c['rho']:.3f}, permutation p = {c['p_perm']:.4g}")
+                      f"Spearman ρ = {c['rho']:.3f}, permutation p = {c['p_perm']:.4g}",
+                      soft_wrap=True)
     console.print(f"report: {result['report']}  ({time.time() - started:.0f} s)")
+
+
+corpus_app = typer.Typer(no_args_is_help=True, help="Check or generate stimulus corpora.")
+app.add_typer(corpus_app, name="corpus")
+
+
+@corpus_app.command("check")
+def corpus_check(
+    file: Path | None = typer.Argument(None, help="Corpus (.jsonl or .csv); default: shipped."),
+    synonyms: Path | None = typer.Option(None, help="JSON {emotion: [words]} to check "
+                                                    "leakage against; default: shipped list."),
+) -> None:
+    """Validate a corpus: counts, lengths, topics, duplicates and emotion-word leakage."""
+    from emogeom.stimuli.check import LENGTH_RATIO_MAX, check_corpus, load_synonyms
+
+    try:
+        rep = check_corpus(file, load_synonyms(synonyms) if synonyms else None)
+    except (EmogeomError, OSError, ValueError) as exc:
+        _fail(exc)
+    table = Table(title=f"corpus check: {file or 'shipped corpus'}")
+    table.add_column("emotion", no_wrap=True)
+    for col in ("stories", "mean tokens", "topics", "leaks"):
+        table.add_column(col, justify="right")
+    for r in rep.rows:
+        table.add_row(r.emotion, str(r.count), f"{r.mean_tokens:.1f}", str(r.topics),
+                      str(len(r.leaks)))
+    console.print(table)
+    console.print(f"{sum(r.count for r in rep.rows)} stories, {len(rep.rows)} emotions; "
+                  f"mean-length ratio max/min = {rep.length_ratio:.3f} (limit "
+                  f"{LENGTH_RATIO_MAX}); leaking stories = {sum(len(r.leaks) for r in rep.rows)};"
+                  f" duplicate groups = {len(rep.duplicates)}", soft_wrap=True)
+    for w in rep.warnings:
+        console.print(f"[yellow]warning:[/] {w}")
+    for e in rep.errors:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+    if not rep.ok:
+        raise typer.Exit(1)
+
+
+@corpus_app.command("generate")
+def corpus_generate(
+    model: str = typer.Option(..., "--model", "-m", help="An instruct model (chat template)."),
+    per_emotion: int = typer.Option(20, help="Stories per emotion (topics in turn)."),
+    out: Path = typer.Option(..., help="New .jsonl file to write."),
+    emotions: str | None = typer.Option(None, help="Comma-separated subset; default: all 21."),
+    seed: int = typer.Option(0, help="Base seed for sampling."),
+    max_new_tokens: int = typer.Option(120),
+    temperature: float = typer.Option(0.8),
+    top_p: float = typer.Option(0.95),
+) -> None:
+    """Have a model write a corpus, emotion words forbidden and checked; saves JSON Lines."""
+    from rich.progress import Progress
+
+    from emogeom.emotions import EMOTIONS
+    from emogeom.study.write_corpus import write_corpus
+
+    chosen = [e.strip() for e in emotions.split(",")] if emotions else list(EMOTIONS)
+    try:
+        with Progress(console=console) as bar:
+            task = bar.add_task("writing stories", total=len(chosen) * per_emotion)
+            result = write_corpus(model, per_emotion, out, chosen, seed, max_new_tokens,
+                                  temperature, top_p,
+                                  on_story=lambda n: bar.advance(task, n))
+    except EmogeomError as exc:
+        _fail(exc)
+    console.print(f"wrote {result['kept']} stories to {result['out']}; dropped after retries "
+                  f"(forbidden word used): {result['dropped'] or 'none'}")
 
 
 @app.command()

@@ -45,19 +45,23 @@ def layer_reliability(
     emotions: Sequence[str],
     n_splits: int = 10,
     seed: int = 0,
+    fixed: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Split-half reliability of the cosine RDM at every layer of acts [L, N, d].
 
-    For each of ``n_splits`` seeded random within-emotion halvings, builds emotion vectors
-    and RDMs from each half and correlates their upper triangles (Spearman). Returns the mean
-    half-vs-half ρ per layer (``split_half``) and its Spearman-Brown full-length estimate
-    (``reliability`` = 2ρ / (1 + ρ)).
+    Uses ``n_splits`` within-emotion halvings: the ``fixed`` one (the corpus's own, if given)
+    and seeded random ones for the rest. For each, builds emotion vectors and RDMs from each
+    half and correlates their upper triangles (Spearman). Returns the mean half-vs-half ρ per
+    layer (``split_half``), its Spearman-Brown full-length estimate (``reliability`` =
+    2ρ / (1 + ρ)) and the fixed split's own ρ (``split_half_fixed``, NaN without one).
     """
     labels = list(labels)
     rng = np.random.default_rng(seed)
+    splits = [fixed] if fixed is not None else []
+    while len(splits) < n_splits:
+        splits.append(split_halves(labels, emotions, rng))
     rhos = []
-    for _ in range(n_splits):
-        h1, h2 = split_halves(labels, emotions, rng)
+    for h1, h2 in splits:
         l1 = [labels[i] for i in h1]
         l2 = [labels[i] for i in h2]
         u1 = upper(cosine_rdm(emotion_vectors(acts[:, h1], l1, emotions)))
@@ -66,7 +70,8 @@ def layer_reliability(
     split_half = np.nanmean(np.stack(rhos), axis=0) if n_splits else np.full(len(acts), np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         sb = np.where(split_half > -1, 2 * split_half / (1 + split_half), np.nan)
-    return {"split_half": split_half, "reliability": sb}
+    fixed_rho = rhos[0] if fixed is not None else np.full(len(acts), np.nan)
+    return {"split_half": split_half, "reliability": sb, "split_half_fixed": fixed_rho}
 
 
 def best_layer(reliability: np.ndarray) -> int:

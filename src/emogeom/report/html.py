@@ -68,7 +68,8 @@ def build_report(out: str | Path, slugs: list[str] | None = None) -> Path:
             slug, model.get("architecture", "?"), model.get("dtype", "?"), n,
             f"{best} ({metrics['best_layer_depth']:.0%})", f"{metrics['anisotropy_at_best']:.3f}",
             f"{metrics['rdm_std_at_best']:.3f}", f"{metrics['reliability_at_best']:.3f}",
-            f"{metrics['pc1_valence_abs_r']:.2f}",
+            f"{metrics['pc1_valence_abs_r']:.2f} (best: PC{metrics['best_pc_valence']} "
+            f"{metrics['best_pc_valence_abs_r']:.2f})",
             f"{metrics['valence_within']:.3f} / {metrics['valence_between']:.3f}",
         ])
         if model.get("note"):
@@ -104,10 +105,12 @@ def build_report(out: str | Path, slugs: list[str] | None = None) -> Path:
 <h1>emogeom report</h1>
 <h2>Models</h2>
 {_table(["model", "arch", "dtype", "layers", "best layer (depth)", "anisotropy", "RDM std",
-         "reliability", "|r| PC1~valence", "dist within / between valence"], desc_rows)}
+         "reliability", "|r| PC~valence", "dist within / between valence"], desc_rows)}
 <p class="note">Best layer: highest split-half RDM reliability (Spearman–Brown) unless the
 manifest says otherwise. Anisotropy: mean pairwise cosine of neutral sentences' pooled states.
-Layer i is the output of decoder block i (0-based).</p>
+Layer i is the output of decoder block i (0-based). |r| PC~valence: correlation of the
+principal components of the best-layer emotion vectors (neutral left out) with human valence;
+emotions in figures run from positive to negative valence.</p>
 <h2>Model × model RDM agreement</h2>{comp_html}
 <h2>Figures</h2>{''.join(sections)}
 <h2>Notes</h2><ul>{''.join(f'<li>{escape(n)}</li>' for n in notes + [NORMS_CITATION])}</ul>

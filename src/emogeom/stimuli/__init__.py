@@ -8,12 +8,14 @@ from emogeom.stimuli.corpus import (
     load_corpus,
     load_neutral_sentences,
 )
+from emogeom.stimuli.splits import fixed_halves
 
 __all__ = [
     "Corpus",
     "Stimulus",
     "default_corpus_path",
     "default_neutral_path",
+    "fixed_halves",
     "load_corpus",
     "load_neutral_sentences",
 ]

@@ -6,7 +6,9 @@ live in a separate file with ``{id, text}`` lines.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -16,6 +18,7 @@ from emogeom.emotions import EMOTIONS
 from emogeom.errors import EmogeomError
 
 MIN_PER_EMOTION = 2
+MIN_EMOTIONS = 3
 
 
 @dataclass(frozen=True)
@@ -61,9 +64,18 @@ def default_neutral_path() -> Path:
     return Path(str(files("emogeom.stimuli").joinpath("data/neutral_sentences.jsonl")))
 
 
-def _read_jsonl(path: Path) -> tuple[list[dict], bytes]:
+def _read_rows(path: Path) -> tuple[list[tuple[int, dict]], bytes]:
+    """(line number, row) pairs from a JSON Lines or CSV file, and the file's bytes."""
     if not path.exists():
-        raise EmogeomError(f"corpus file not found: {path} (give an existing .jsonl file)")
+        raise EmogeomError(f"corpus file not found: {path} (give an existing .jsonl or .csv file)")
+    if path.suffix.lower() == ".csv":
+        raw = path.read_bytes()
+        reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig")))
+        return [(n, dict(row)) for n, row in enumerate(reader, start=2)], raw
+    return _read_jsonl(path)
+
+
+def _read_jsonl(path: Path) -> tuple[list[tuple[int, dict]], bytes]:
     raw = path.read_bytes()
     rows = []
     for n, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
@@ -84,13 +96,15 @@ def load_corpus(
     emotions: tuple[str, ...] = EMOTIONS,
     per_emotion: int | None = None,
 ) -> Corpus:
-    """Load and validate a story corpus; ``per_emotion`` keeps the first N stories of each emotion.
+    """Load and validate a story corpus (.jsonl or .csv); ``per_emotion`` keeps the first N
+    stories of each emotion. The corpus's emotions are those it holds (a subset of
+    ``emotions`` is allowed), in canonical order.
 
     Errors (one line each): missing file, bad JSON, missing/empty fields, unknown emotion label,
-    duplicate id, empty corpus, an emotion with fewer than 2 stories.
+    duplicate id, empty corpus, fewer than 3 emotions, an emotion with fewer than 2 stories.
     """
     path = Path(path) if path is not None else default_corpus_path()
-    rows, raw = _read_jsonl(path)
+    rows, raw = _read_rows(path)
     if not rows:
         raise EmogeomError(f"corpus {path} is empty: it needs lines of {{emotion, id, text}}")
     known = set(emotions)
@@ -120,7 +134,11 @@ def load_corpus(
                 out.append(s)
                 kept[s.emotion] = kept.get(s.emotion, 0) + 1
         stimuli = out
-    counts = {e: sum(s.emotion == e for s in stimuli) for e in emotions}
+    present = tuple(e for e in emotions if any(s.emotion == e for s in stimuli))
+    if len(present) < MIN_EMOTIONS:
+        raise EmogeomError(f"corpus {path} holds {len(present)} emotion(s); an RDM needs at "
+                           f"least {MIN_EMOTIONS}")
+    counts = {e: sum(s.emotion == e for s in stimuli) for e in present}
     short = [f"{e} ({c})" for e, c in counts.items() if c < MIN_PER_EMOTION]
     if short:
         raise EmogeomError(
@@ -130,13 +148,13 @@ def load_corpus(
     digest = hashlib.sha256(raw).hexdigest()
     if per_emotion is not None:
         digest = hashlib.sha256(f"{digest}:first{per_emotion}".encode()).hexdigest()
-    return Corpus(tuple(stimuli), tuple(emotions), digest, str(path))
+    return Corpus(tuple(stimuli), present, digest, str(path))
 
 
 def load_neutral_sentences(path: str | Path | None = None, n: int | None = None) -> Corpus:
     """Load neutral factual sentences (``{id, text}`` lines); ``n`` keeps the first n."""
     path = Path(path) if path is not None else default_neutral_path()
-    rows, raw = _read_jsonl(path)
+    rows, raw = _read_rows(path)
     stimuli = []
     for line_no, row in rows:
         if not isinstance(row.get("text"), str) or not row["text"].strip():

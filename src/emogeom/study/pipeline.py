@@ -25,7 +25,8 @@ from emogeom.extract import POOLINGS, extract_pooled
 from emogeom.models import DTYPES, load_model, resolve_model
 from emogeom.models.loading import ModelSource
 from emogeom.stats import mantel
-from emogeom.stimuli import Corpus, load_corpus, load_neutral_sentences
+from emogeom.stimuli import Corpus, fixed_halves, load_corpus, load_neutral_sentences
+from emogeom.study.presets import preset_values
 
 EMBEDDED_DEFAULT = ("smollm2-135m-instruct", "gemma3-270m")
 LAYER_CRITERIA = ("reliability", "reference")
@@ -39,16 +40,27 @@ class RunSettings:
     corpus: str | None = None
     neutral: str | None = None
     out: str = "out"
+    preset: str = "default"
     dtype: str = "fp32"
+    per_emotion: int | None = None
+    n_neutral: int | None = None
     pooling: str = "mean"
     mean_start: int = 1
     layer_criterion: str = "reliability"
-    denoise: float = 0.0
+    denoise: float = 0.5
     n_splits: int = 10
     n_perm: int = 10_000
     seed: int = 0
     max_batch_tokens: int = 8192
     trust_remote_code: bool = False
+
+
+    @classmethod
+    def from_preset(cls, preset: str = "default", **overrides: Any) -> RunSettings:
+        """Settings of a named preset, with any non-None ``overrides`` on top."""
+        values = preset_values(preset)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(preset=preset, **values)
 
 
 @dataclass
@@ -80,7 +92,10 @@ def validate(settings: RunSettings) -> tuple[list[ModelSource], Corpus, Corpus]:
     out = Path(settings.out)
     if out.exists() and not out.is_dir():
         raise EmogeomError(f"--out {out} exists and is not a folder")
-    return sources, load_corpus(settings.corpus), load_neutral_sentences(settings.neutral)
+    if settings.per_emotion is not None and settings.per_emotion < 2:
+        raise EmogeomError("--per-emotion must be at least 2 (vectors need 2 stories each)")
+    return (sources, load_corpus(settings.corpus, per_emotion=settings.per_emotion),
+            load_neutral_sentences(settings.neutral, n=settings.n_neutral))
 
 
 def analyse(
@@ -93,7 +108,7 @@ def analyse(
     vectors = geometry.emotion_vectors(acts, corpus.labels, emotions)
     rdms = geometry.cosine_rdm(vectors)
     rel = geometry.layer_reliability(acts, corpus.labels, emotions, settings.n_splits,
-                                     settings.seed)
+                                     settings.seed, fixed=fixed_halves(corpus))
     aniso = geometry.anisotropy(neutral)
     ref_layer = geometry.reference_best_layer(vectors)
     rel_layer = geometry.best_layer(rel["reliability"])
@@ -104,7 +119,8 @@ def analyse(
     # PCA over the 20 emotions: neutral sits far from all of them and would own PC1.
     feeling = [i for i, e in enumerate(emotions) if e != NEUTRAL]
     pc_r = geometry.pc_correlations(vectors[best][feeling],
-                                    valence_arousal([emotions[i] for i in feeling]))
+                                    valence_arousal([emotions[i] for i in feeling]), n_pcs=3)
+    best_pc = int(np.argmax(pc_r[:, 0]))
     metrics = {
         "n_layers": n_layers,
         "best_layer": best,
@@ -118,12 +134,15 @@ def analyse(
         "rdm_std_at_best": float(geometry.rdm_std(rdms[best])),
         "reliability": rel["reliability"],
         "split_half": rel["split_half"],
+        "split_half_fixed": rel["split_half_fixed"],
         "reliability_at_best": float(rel["reliability"][best]),
         "valence_within": within,
         "valence_between": between,
         "pc1_valence_abs_r": float(pc_r[0, 0]),
         "pc1_arousal_abs_r": float(pc_r[0, 1]),
-        "pc_note": "PCA of the best-layer vectors of the 20 emotions (neutral left out)",
+        "best_pc_valence": best_pc + 1,
+        "best_pc_valence_abs_r": float(pc_r[best_pc, 0]),
+        "pc_note": "PCA (first 3 PCs) of the best-layer vectors of the emotions other than neutral",
         "norms": NORMS_CITATION,
         "layer_definition": "output of decoder block i (0-based), before any final norm",
     }
@@ -216,4 +235,5 @@ def run_study(settings: RunSettings, console: Console | None = None) -> dict[str
                  [[r["model_a"], r["model_b"], r["layer_a"], r["layer_b"], f"{r['rho']:.6f}",
                    f"{r['p_perm']:.6g}"] for r in rows])
     report = build_report(out, [r.slug for r in results])
-    return {"results": results, "comparisons": rows, "report": report}
+    return {"results": results, "comparisons": rows, "report": report,
+            "n_stimuli": len(corpus.stimuli), "n_emotions": len(corpus.emotions)}

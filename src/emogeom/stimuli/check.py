@@ -1,0 +1,96 @@
+"""Corpus quality checks: counts, length balance, topic spread, duplicates, emotion-word leakage."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from emogeom.stimuli.corpus import Corpus, default_corpus_path, load_corpus
+
+LENGTH_RATIO_MAX = 1.3
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def default_synonyms_path() -> Path:
+    """Per-emotion lists of an emotion's own word and direct synonyms (shipped)."""
+    return default_corpus_path().parent / "synonyms.json"
+
+
+def load_synonyms(path: str | Path | None = None) -> dict[str, list[str]]:
+    return json.loads(Path(path or default_synonyms_path()).read_text())
+
+
+def n_tokens(text: str) -> int:
+    """Tokens as words and punctuation marks (model-free, so every model sees the same count)."""
+    return len(_TOKEN.findall(text))
+
+
+@dataclass
+class EmotionRow:
+    emotion: str
+    count: int
+    mean_tokens: float
+    topics: int
+    leaks: list[str]
+
+
+@dataclass
+class CheckReport:
+    rows: list[EmotionRow]
+    length_ratio: float
+    duplicates: list[list[str]]
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def leaks(text: str, words: list[str]) -> list[str]:
+    """The listed words that occur in ``text`` as whole words (case-insensitive)."""
+    return [w for w in words if re.search(rf"\b{re.escape(w)}\b", text, re.IGNORECASE)]
+
+
+def check_corpus(corpus: Corpus | str | Path | None = None,
+                 synonyms: dict[str, list[str]] | None = None) -> CheckReport:
+    """Check a corpus: errors for leakage and duplicate texts, warnings for imbalance
+    (unequal counts, mean-length ratio above 1.3, uneven topic coverage)."""
+    if not isinstance(corpus, Corpus):
+        corpus = load_corpus(corpus)
+    synonyms = synonyms if synonyms is not None else load_synonyms()
+    rows = []
+    for e in corpus.emotions:
+        stories = [s for s in corpus.stimuli if s.emotion == e]
+        words = sorted({e, *synonyms.get(e, [])}) if e != "neutral" else synonyms.get(e, [])
+        found = [f"{s.id}: {', '.join(hits)}" for s in stories if (hits := leaks(s.text, words))]
+        rows.append(EmotionRow(e, len(stories),
+                               sum(n_tokens(s.text) for s in stories) / len(stories),
+                               len({s.topic for s in stories if s.topic}), found))
+    means = [r.mean_tokens for r in rows]
+    ratio = max(means) / min(means)
+    seen: dict[str, list[str]] = {}
+    for s in corpus.stimuli:
+        seen.setdefault(" ".join(s.text.lower().split()), []).append(s.id)
+    dups = [ids for ids in seen.values() if len(ids) > 1]
+    report = CheckReport(rows, ratio, dups)
+    for r in rows:
+        if r.leaks:
+            report.errors.append(f"{r.emotion}: {len(r.leaks)} stories use the emotion's own "
+                                 f"word or a listed synonym ({'; '.join(r.leaks[:3])})")
+    for ids in dups:
+        report.errors.append(f"duplicate texts: {', '.join(ids)}")
+    counts = Counter(r.count for r in rows)
+    if len(counts) > 1:
+        report.warnings.append(f"unequal counts per emotion: {min(counts)}..{max(counts)}")
+    if ratio > LENGTH_RATIO_MAX:
+        report.warnings.append(f"mean length ratio {ratio:.2f} > {LENGTH_RATIO_MAX}: "
+                               "longest vs shortest emotion")
+    topic_counts = [r.topics for r in rows]
+    if max(topic_counts) and min(topic_counts) < max(topic_counts):
+        thin = [r.emotion for r in rows if r.topics < max(topic_counts)]
+        report.warnings.append(f"fewer topics than others: {', '.join(thin)}")
+    return report
