@@ -37,6 +37,11 @@ def test_smollm2_geometry_has_valence_structure(tmp_path):
     assert manifest["model"]["sha256"] and manifest["model"]["architecture"] == "llama"
     assert manifest["model"]["n_layers"] == 30
     assert 0 < res.metrics["reliability_at_best"] <= 1
+    # The reference pipeline (3 stories, last token) is far less reliable than the default.
+    paper = run_study(RunSettings.from_preset("paper", models=["smollm2-135m-instruct"],
+                                              out=str(tmp_path / "paper"), n_perm=100,
+                                              n_splits=4))
+    assert paper["results"][0].metrics["reliability_at_best"] < res.metrics["reliability_at_best"]
 
 
 def test_smollm2_tokenizer_and_gguf_path():
