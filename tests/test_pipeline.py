@@ -201,3 +201,26 @@ def test_write_corpus_tiny_is_seeded(tiny_models, tmp_path):
         assert load_corpus(tmp_path / "a.jsonl").counts() == {"happy": 2, "sad": 2, "calm": 2}
     with pytest.raises(EmogeomError, match="exists"):
         write_corpus(out=tmp_path / "a.jsonl", **args)
+
+
+def test_emotion_subset_corpus_runs(tiny_models, tmp_path):
+    import csv
+
+    from emogeom.stimuli import load_corpus
+
+    source = load_corpus()
+    path = tmp_path / "subset.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["emotion", "id", "text", "topic"])
+        for s in source.stimuli:
+            if s.emotion in ("happy", "sad", "afraid", "neutral"):
+                w.writerow([s.emotion, s.id, s.text, s.topic])
+    out = tmp_path / "out"
+    run_study(RunSettings(models=[str(tiny_models["llama"]), str(tiny_models["qwen2"])],
+                          corpus=str(path), out=str(out), n_perm=100, n_splits=2))
+    rdm, emotions = artefacts.read_rdm_csv(out / "llama/rdm.csv")
+    assert rdm.shape == (4, 4) and set(emotions) == {"happy", "sad", "afraid", "neutral"}
+    metrics = json.loads((out / "llama/metrics.json").read_text())  # strict JSON
+    assert metrics["valence_within"] is not None
+    assert "report.html" in {p.name for p in out.iterdir()}

@@ -47,13 +47,15 @@ def layer_profile(metrics: dict, title: str) -> Figure:
     """Split-half reliability and anisotropy by layer, best layer marked."""
     layers = np.arange(metrics["n_layers"])
     fig, ax = plt.subplots(figsize=(6.4, 3.6), constrained_layout=True)
-    ax.plot(layers, metrics["reliability"], "o-", ms=3, label="RDM reliability (split-half, SB)")
+    rel = np.array(metrics["reliability"], dtype=float)  # null (NaN) where undefined
+    ax.plot(layers, rel, "o-", ms=3, label="RDM reliability (split-half, SB)")
     ax.plot(layers, metrics["anisotropy"], "s-", ms=3, label="anisotropy (neutral sentences)")
     ax.axvline(metrics["best_layer"], color="grey", ls="--", lw=1,
                label=f"best layer {metrics['best_layer']}")
     ax.set_xlabel("layer (decoder block output)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylim(min(-0.1, np.nanmin(metrics["reliability"]) - 0.05), 1.05)
+    low = np.nanmin(rel) if np.isfinite(rel).any() else 0.0
+    ax.set_ylim(min(-0.1, low - 0.05), 1.05)
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title(title, fontsize=10)
     return fig

@@ -34,6 +34,11 @@ def _png(fig, path: Path) -> str:
     return base64.b64encode(data).decode()
 
 
+def _f(x: float | None, spec: str = ".3f") -> str:
+    """A number for a table; an en dash where it is missing (null in JSON)."""
+    return "–" if x is None else format(x, spec)
+
+
 def _img(b64: str, alt: str) -> str:
     return f'<img alt="{escape(alt)}" src="data:image/png;base64,{b64}">'
 
@@ -66,11 +71,11 @@ def build_report(out: str | Path, slugs: list[str] | None = None) -> Path:
         model = manifest["model"]
         desc_rows.append([
             slug, model.get("architecture", "?"), model.get("dtype", "?"), n,
-            f"{best} ({metrics['best_layer_depth']:.0%})", f"{metrics['anisotropy_at_best']:.3f}",
-            f"{metrics['rdm_std_at_best']:.3f}", f"{metrics['reliability_at_best']:.3f}",
-            f"{metrics['pc1_valence_abs_r']:.2f} (best: PC{metrics['best_pc_valence']} "
-            f"{metrics['best_pc_valence_abs_r']:.2f})",
-            f"{metrics['valence_within']:.3f} / {metrics['valence_between']:.3f}",
+            f"{best} ({metrics['best_layer_depth']:.0%})", _f(metrics["anisotropy_at_best"]),
+            _f(metrics["rdm_std_at_best"]), _f(metrics["reliability_at_best"]),
+            f"{_f(metrics['pc1_valence_abs_r'], '.2f')} (best: PC{metrics['best_pc_valence']} "
+            f"{_f(metrics['best_pc_valence_abs_r'], '.2f')})",
+            f"{_f(metrics['valence_within'])} / {_f(metrics['valence_between'])}",
         ])
         if model.get("note"):
             notes.append(f"{slug}: {model['note']}.")

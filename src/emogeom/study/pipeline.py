@@ -120,7 +120,7 @@ def analyse(
     feeling = [i for i, e in enumerate(emotions) if e != NEUTRAL]
     pc_r = geometry.pc_correlations(vectors[best][feeling],
                                     valence_arousal([emotions[i] for i in feeling]), n_pcs=3)
-    best_pc = int(np.argmax(pc_r[:, 0]))
+    best_pc = 0 if np.all(np.isnan(pc_r[:, 0])) else int(np.nanargmax(pc_r[:, 0]))
     metrics = {
         "n_layers": n_layers,
         "best_layer": best,
