@@ -22,7 +22,7 @@ runner = CliRunner()
 
 def _settings(tiny_models, out: Path, **kw) -> RunSettings:
     return RunSettings(models=[str(tiny_models["llama"]), str(tiny_models["gpt2"])],
-                       out=str(out), n_perm=200, n_splits=3, **kw)
+                       out=str(out), n_perm=200, n_splits=3, n_boot=50, **kw)
 
 
 def test_run_study_writes_everything(tiny_models, tmp_path):
@@ -46,9 +46,16 @@ def test_run_study_writes_everything(tiny_models, tmp_path):
         assert manifest["model"]["dtype"] == "fp32"
         assert manifest["corpus"]["sha256"] and manifest["settings"]["pooling"] == "mean"
     rows = artefacts.read_csv(out / "comparisons.csv")
-    assert list(rows[0]) == ["model_a", "model_b", "layer_a", "layer_b", "rho", "p_perm"]
-    assert len(rows) == 1 and -1 <= float(rows[0]["rho"]) <= 1
-    assert 0 < float(rows[0]["p_perm"]) <= 1
+    assert list(rows[0])[:6] == ["model_a", "model_b", "layer_a", "layer_b", "method", "rho"]
+    for col in ("ci_low", "ci_high", "p_perm", "p_holm", "ceiling", "rho_ceiled", "cka",
+                "procrustes"):
+        assert col in rows[0]
+    row = rows[0]
+    assert len(rows) == 1 and -1 <= float(row["rho"]) <= 1
+    assert 0 < float(row["p_perm"]) <= 1 and float(row["p_holm"]) == float(row["p_perm"])
+    assert float(row["ci_low"]) <= float(row["ci_high"])
+    assert 0 <= float(row["cka"]) <= 1 and 0 <= float(row["procrustes"]) <= 1
+    assert float(row["rho_max_layers"]) >= float(row["rho"]) - 1e-9
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "<script" not in html
     assert (out / "figures" / "rho_matrix.png").exists()

@@ -44,7 +44,11 @@ def run(
     layer_criterion: str | None = typer.Option(None, help="reliability | reference"),
     denoise: float | None = typer.Option(
         None, help="Project off neutral PCs explaining this variance fraction (0 = off)."),
+    method: str = typer.Option("spearman", help="RDM comparison: spearman | pearson | "
+                                                "kendall | cosine"),
     permutations: int = typer.Option(10_000, help="Mantel permutations."),
+    bootstrap: int = typer.Option(1000, help="Stimulus-bootstrap samples for CIs."),
+    ci_level: float = typer.Option(0.95, help="Confidence level of the intervals."),
     seed: int = typer.Option(0, help="Seed for splits and permutations."),
     out: Path = typer.Option(Path("out"), help="Output folder."),
     trust_remote_code: bool = typer.Option(False, help="Allow model code from the hub."),
@@ -62,7 +66,8 @@ def run(
             corpus=str(corpus) if corpus else None, neutral=str(neutral) if neutral else None,
             out=str(out), dtype=dtype, per_emotion=per_emotion, pooling=pooling,
             mean_start=mean_start, layer_criterion=layer_criterion, denoise=denoise,
-            n_perm=permutations, seed=seed, trust_remote_code=trust_remote_code,
+            n_perm=permutations, n_boot=bootstrap, ci_level=ci_level, method=method, seed=seed,
+            trust_remote_code=trust_remote_code,
         )
     except EmogeomError as exc:
         _fail(exc)
@@ -89,8 +94,10 @@ def run(
                   soft_wrap=True)
     for c in result["comparisons"]:
         console.print(f"{c['model_a']} (L{c['layer_a']}) vs {c['model_b']} (L{c['layer_b']}): "
-                      f"Spearman ρ = {c['rho']:.3f}, permutation p = {c['p_perm']:.4g}",
-                      soft_wrap=True)
+                      f"{c['method']} ρ = {c['rho']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}]"
+                      f", permutation p = {c['p_perm']:.4g}, Holm p = {c['p_holm']:.4g}, "
+                      f"ceiling {c['ceiling']:.3f}, CKA {c['cka']:.3f}, "
+                      f"Procrustes {c['procrustes']:.3f}", soft_wrap=True)
     console.print(f"report: {result['report']}  ({time.time() - started:.0f} s)")
 
 

@@ -39,6 +39,11 @@ def _f(x: float | None, spec: str = ".3f") -> str:
     return "–" if x is None else format(x, spec)
 
 
+def _num(text: str | None, spec: str = ".3f") -> str:
+    """A CSV cell as a formatted number; an en dash where it is empty."""
+    return "–" if not text else format(float(text), spec)
+
+
 def _img(b64: str, alt: str) -> str:
     return f'<img alt="{escape(alt)}" src="data:image/png;base64,{b64}">'
 
@@ -101,9 +106,15 @@ def build_report(out: str | Path, slugs: list[str] | None = None) -> Path:
                 rho[i, j] = rho[j, i] = float(r["rho"])
                 p[i, j] = p[j, i] = float(r["p_perm"])
         comp_html = _table(
-            ["model A", "model B", "layer A", "layer B", "Spearman ρ", "p (permutation)"],
-            [[r["model_a"], r["model_b"], r["layer_a"], r["layer_b"], f"{float(r['rho']):.3f}",
-              f"{float(r['p_perm']):.4g}"] for r in rows],
+            ["model A (layer)", "model B (layer)", "ρ [CI]", "p perm", "p Holm", "ceiling",
+             "ρ / ceiling", "CKA", "Procrustes", "max over layers (p)"],
+            [[f"{r['model_a']} ({r['layer_a']})", f"{r['model_b']} ({r['layer_b']})",
+              f"{_num(r['rho'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}]",
+              _num(r["p_perm"], ".3g"), _num(r["p_holm"], ".3g"), _num(r["ceiling"]),
+              _num(r["rho_ceiled"]), _num(r["cka"]), _num(r["procrustes"]),
+              f"{_num(r['rho_max_layers'])} at {r['layer_a_max'] or '–'}/"
+              f"{r['layer_b_max'] or '–'} ({_num(r['p_max_layers'], '.3g')})"]
+             for r in rows],
         ) + _img(_png(figures.rho_matrix(slugs, rho, p), figdir / "rho_matrix.png"), "rho")
     html = f"""<!doctype html><html><head><meta charset="utf-8">
 <title>emogeom report</title><style>{_CSS}</style></head><body>
@@ -117,6 +128,11 @@ Layer i is the output of decoder block i (0-based). |r| PC~valence: correlation 
 principal components of the best-layer emotion vectors (neutral left out) with human valence;
 emotions in figures run from positive to negative valence.</p>
 <h2>Model × model RDM agreement</h2>{comp_html}
+<p class="note">ρ: RDM similarity at each model's best layer (method in comparisons.csv);
+CI: stimulus bootstrap (stories resampled within each emotion, the same draws for both models);
+p perm: Mantel test, emotion labels permuted; p Holm: corrected over all pairs; ceiling:
+sqrt(reliability A · reliability B); max over layers: the highest ρ over all layer pairs, with a
+max-statistic permutation p that pays for the search.</p>
 <h2>Figures</h2>{''.join(sections)}
 <h2>Notes</h2><ul>{''.join(f'<li>{escape(n)}</li>' for n in notes + [NORMS_CITATION])}</ul>
 </body></html>"""

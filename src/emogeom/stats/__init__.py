@@ -1,5 +1,34 @@
-"""Pure NumPy/SciPy statistics on RDMs (no torch)."""
+"""Pure NumPy/SciPy statistics on RDMs and vectors (no torch)."""
 
-from emogeom.stats.compare import mantel, rdm_correlation
+from emogeom.stats.bootstrap import bootstrap_rdms, bootstrap_rho, percentile_ci, resample_weights
+from emogeom.stats.compare import (
+    METHODS,
+    RDMError,
+    compare_vectors,
+    layer_max_test,
+    mantel,
+    rdm_correlation,
+)
+from emogeom.stats.corrections import benjamini_hochberg, holm
+from emogeom.stats.reliability import ceiled, noise_ceiling, spearman_brown
+from emogeom.stats.similarity import linear_cka, procrustes_similarity
 
-__all__ = ["mantel", "rdm_correlation"]
+__all__ = [
+    "METHODS",
+    "RDMError",
+    "benjamini_hochberg",
+    "bootstrap_rdms",
+    "bootstrap_rho",
+    "ceiled",
+    "compare_vectors",
+    "holm",
+    "layer_max_test",
+    "linear_cka",
+    "mantel",
+    "noise_ceiling",
+    "percentile_ci",
+    "procrustes_similarity",
+    "rdm_correlation",
+    "resample_weights",
+    "spearman_brown",
+]

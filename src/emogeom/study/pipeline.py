@@ -24,7 +24,18 @@ from emogeom.errors import EmogeomError
 from emogeom.extract import POOLINGS, extract_pooled
 from emogeom.models import DTYPES, load_model, resolve_model
 from emogeom.models.loading import ModelSource
-from emogeom.stats import mantel
+from emogeom.stats import (
+    METHODS,
+    benjamini_hochberg,
+    bootstrap_rho,
+    ceiled,
+    holm,
+    layer_max_test,
+    linear_cka,
+    mantel,
+    noise_ceiling,
+    procrustes_similarity,
+)
 from emogeom.stimuli import Corpus, fixed_halves, load_corpus, load_neutral_sentences
 from emogeom.study.presets import preset_values
 
@@ -50,6 +61,9 @@ class RunSettings:
     denoise: float = 0.5
     n_splits: int = 10
     n_perm: int = 10_000
+    n_boot: int = 1000
+    ci_level: float = 0.95
+    method: str = "spearman"
     seed: int = 0
     max_batch_tokens: int = 8192
     trust_remote_code: bool = False
@@ -65,9 +79,17 @@ class RunSettings:
 
 @dataclass
 class ModelResult:
+    """One model's numbers kept in memory for the comparisons (all also on disk)."""
+
     slug: str
     metrics: dict[str, Any]
-    rdm: np.ndarray
+    rdms: np.ndarray  # [L, E, E]
+    vectors: np.ndarray  # best layer [E, d]
+    acts: np.ndarray  # best layer, after any denoising [N, d]
+
+    @property
+    def rdm(self) -> np.ndarray:
+        return self.rdms[self.metrics["best_layer"]]
 
 
 def validate(settings: RunSettings) -> tuple[list[ModelSource], Corpus, Corpus]:
@@ -81,8 +103,13 @@ def validate(settings: RunSettings) -> tuple[list[ModelSource], Corpus, Corpus]:
                            f"(use: {', '.join(LAYER_CRITERIA)})")
     if not 0.0 <= settings.denoise < 1.0:
         raise EmogeomError("--denoise is a variance fraction in [0, 1); 0 turns it off")
-    if settings.n_perm < 1 or settings.n_splits < 1:
-        raise EmogeomError("permutations and splits must be at least 1")
+    if settings.n_perm < 1 or settings.n_splits < 1 or settings.n_boot < 1:
+        raise EmogeomError("permutations, splits and bootstrap samples must be at least 1")
+    if settings.method not in METHODS:
+        raise EmogeomError(f"unknown comparison method '{settings.method}' "
+                           f"(use: {', '.join(METHODS)})")
+    if not 0 < settings.ci_level < 1:
+        raise EmogeomError("--ci-level must lie between 0 and 1 (e.g. 0.95)")
     if not settings.models:
         raise EmogeomError("no models given")
     sources = [resolve_model(m) for m in settings.models]
@@ -100,8 +127,9 @@ def validate(settings: RunSettings) -> tuple[list[ModelSource], Corpus, Corpus]:
 
 def analyse(
     acts: np.ndarray, neutral: np.ndarray, corpus: Corpus, settings: RunSettings
-) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """Geometry of one model from pooled states: (metrics, vectors [L, E, d], RDMs [L, E, E])."""
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]:
+    """Geometry of one model from pooled states: (metrics, vectors [L, E, d], RDMs [L, E, E],
+    the best layer's states after any denoising [N, d])."""
     emotions = list(corpus.emotions)
     if settings.denoise > 0:
         acts = geometry.project_out_neutral_pcs(acts, neutral, settings.denoise)
@@ -146,7 +174,7 @@ def analyse(
         "norms": NORMS_CITATION,
         "layer_definition": "output of decoder block i (0-based), before any final norm",
     }
-    return metrics, vectors, rdms
+    return metrics, vectors, rdms, acts[best]
 
 
 def run_model(
@@ -178,7 +206,8 @@ def run_model(
     info = lm.info
     del lm
     gc.collect()
-    metrics, vectors, rdms = analyse(states["stories"], states["neutral"], corpus, settings)
+    metrics, vectors, rdms, best_acts = analyse(states["stories"], states["neutral"], corpus,
+                                                settings)
     best = metrics["best_layer"]
     emotions = list(corpus.emotions)
     hashes = {
@@ -208,18 +237,52 @@ def run_model(
         "numpy": np.__version__,
     }
     io.write_json(folder / "manifest.json", manifest)
-    return ModelResult(source.slug, metrics, rdms[best])
+    return ModelResult(source.slug, metrics, rdms, vectors[best], best_acts)
 
 
-def compare(results: list[ModelResult], settings: RunSettings) -> list[dict[str, Any]]:
-    """Spearman ρ between best-layer RDMs for every model pair, with a Mantel p-value."""
+COMPARISON_COLUMNS = [
+    "model_a", "model_b", "layer_a", "layer_b", "method", "rho", "ci_low", "ci_high", "p_perm",
+    "p_holm", "p_bh", "ceiling", "rho_ceiled", "cka", "procrustes", "rho_max_layers",
+    "layer_a_max", "layer_b_max", "p_max_layers",
+]
+
+
+def compare(
+    results: list[ModelResult], corpus: Corpus, settings: RunSettings
+) -> list[dict[str, Any]]:
+    """Every model pair at its best layers: ρ with Mantel p, stimulus-bootstrap CI, noise
+    ceiling, Holm/BH over pairs, CKA and Procrustes on the vectors, and the ρ maximised over
+    all layer pairs with its max-statistic p."""
     rows = []
     for a, b in itertools.combinations(results, 2):
-        rho, p = mantel(a.rdm, b.rdm, "spearman", settings.n_perm, settings.seed)
-        rows.append({"model_a": a.slug, "model_b": b.slug,
-                     "layer_a": a.metrics["best_layer"], "layer_b": b.metrics["best_layer"],
-                     "rho": rho, "p_perm": p})
+        rho, p = mantel(a.rdm, b.rdm, settings.method, settings.n_perm, settings.seed)
+        boot = bootstrap_rho(a.acts, b.acts, corpus.labels, corpus.emotions, settings.method,
+                             settings.n_boot, settings.seed, settings.ci_level)
+        rel_a, rel_b = a.metrics["reliability_at_best"], b.metrics["reliability_at_best"]
+        row = {"model_a": a.slug, "model_b": b.slug,
+               "layer_a": a.metrics["best_layer"], "layer_b": b.metrics["best_layer"],
+               "method": settings.method, "rho": rho, "ci_low": boot["ci_low"],
+               "ci_high": boot["ci_high"], "p_perm": p,
+               "ceiling": noise_ceiling(rel_a, rel_b), "rho_ceiled": ceiled(rho, rel_a, rel_b),
+               "cka": linear_cka(a.vectors, b.vectors),
+               "procrustes": procrustes_similarity(a.vectors, b.vectors)}
+        if settings.method != "kendall":
+            search = layer_max_test(a.rdms, b.rdms, settings.method, settings.n_perm,
+                                    settings.seed)
+            row.update({"rho_max_layers": search["rho_max"], "layer_a_max": search["layer_a"],
+                        "layer_b_max": search["layer_b"], "p_max_layers": search["p_max"]})
+        rows.append(row)
+    p_values = np.array([r["p_perm"] for r in rows])
+    for r, ph, pb in zip(rows, holm(p_values), benjamini_hochberg(p_values)):
+        r["p_holm"], r["p_bh"] = float(ph), float(pb)
     return rows
+
+
+def _cell(value: Any) -> str:
+    """CSV text: 6 significant digits for floats, empty for missing or NaN."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def run_study(settings: RunSettings, console: Console | None = None) -> dict[str, Any]:
@@ -229,11 +292,9 @@ def run_study(settings: RunSettings, console: Console | None = None) -> dict[str
     sources, corpus, neutral = validate(settings)
     out = Path(settings.out)
     results = [run_model(s, corpus, neutral, settings, console) for s in sources]
-    rows = compare(results, settings)
-    io.write_csv(out / "comparisons.csv",
-                 ["model_a", "model_b", "layer_a", "layer_b", "rho", "p_perm"],
-                 [[r["model_a"], r["model_b"], r["layer_a"], r["layer_b"], f"{r['rho']:.6f}",
-                   f"{r['p_perm']:.6g}"] for r in rows])
+    rows = compare(results, corpus, settings)
+    io.write_csv(out / "comparisons.csv", COMPARISON_COLUMNS,
+                 [[_cell(r.get(c)) for c in COMPARISON_COLUMNS] for r in rows])
     report = build_report(out, [r.slug for r in results])
     return {"results": results, "comparisons": rows, "report": report,
             "n_stimuli": len(corpus.stimuli), "n_emotions": len(corpus.emotions)}
