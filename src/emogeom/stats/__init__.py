@@ -10,6 +10,8 @@ from emogeom.stats.compare import (
     rdm_correlation,
 )
 from emogeom.stats.corrections import benjamini_hochberg, holm
+from emogeom.stats.generalization import cross_text, half_rdm
+from emogeom.stats.partial import partial_correlation, partial_mantel
 from emogeom.stats.reliability import ceiled, noise_ceiling, spearman_brown
 from emogeom.stats.similarity import linear_cka, procrustes_similarity
 
@@ -21,11 +23,15 @@ __all__ = [
     "bootstrap_rho",
     "ceiled",
     "compare_vectors",
+    "cross_text",
+    "half_rdm",
     "holm",
     "layer_max_test",
     "linear_cka",
     "mantel",
     "noise_ceiling",
+    "partial_correlation",
+    "partial_mantel",
     "percentile_ci",
     "procrustes_similarity",
     "rdm_correlation",
