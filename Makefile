@@ -10,7 +10,7 @@ OUT    ?= out
 setup: $(STAMP)
 
 # The pinned CPU torch goes in first, so that no dependency pulls a CUDA build.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0

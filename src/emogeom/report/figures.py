@@ -76,3 +76,45 @@ def rho_matrix(slugs: list[str], rho: np.ndarray, p: np.ndarray) -> Figure:
     ax.set_title("RDM Spearman ρ (best layers)", fontsize=10)
     fig.colorbar(im, ax=ax, shrink=0.8)
     return fig
+
+
+REFERENCE_STYLES = {"human": "k-", "tfidf": "C1--", "surface": "C2:", "minilm": "C4-."}
+
+
+def reference_profile(metrics: dict, title: str) -> Figure:
+    """ρ of the model's RDM with each reference RDM (human ratings, text baselines) by layer,
+    beside the within-model cross-half ρ."""
+    layers = np.arange(metrics["n_layers"])
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), constrained_layout=True)
+    ax.plot(layers, np.array(metrics["split_half_fixed"], dtype=float), "o-", ms=3,
+            color="C0", label="own cross-half ρ (fixed halves)")
+    for name, style in REFERENCE_STYLES.items():
+        if f"rho_{name}" in metrics:
+            ax.plot(layers, np.array(metrics[f"rho_{name}"], dtype=float), style,
+                    label=f"ρ with {name}")
+    ax.axvline(metrics["best_layer"], color="grey", ls="--", lw=1)
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_xlabel("layer (decoder block output)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("Spearman ρ")
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def text_profile(profile: dict) -> Figure:
+    """Same-text vs cross-text ρ over model A's layers, model B at its chosen layer."""
+    same = np.array(profile["same_text"], dtype=float)
+    cross = np.array(profile["cross_text"], dtype=float)
+    layers = np.arange(len(same))
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), constrained_layout=True)
+    ax.plot(layers, same, "o-", ms=3, label="same texts")
+    ax.plot(layers, cross, "s-", ms=3, label="disjoint halves (cross-text)")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_xlabel(f"layer of {profile['model_a']}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(f"ρ with {profile['model_b']} (layer {profile['layer_b']})")
+    ax.legend(fontsize=7)
+    ax.set_title(f"{profile['model_a']} vs {profile['model_b']}: same vs cross text",
+                 fontsize=10)
+    return fig

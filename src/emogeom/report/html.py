@@ -55,6 +55,43 @@ def _table(header: list[str], rows: list[list[object]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _text_section(out: Path, rows: list[dict[str, str]], figdir: Path) -> str:
+    """Same-text and cross-text agreement side by side, partial ρ given text baselines, and
+    the plain statement of how much agreement survives a change of texts."""
+    if not rows or not rows[0].get("rho_cross_text"):
+        return ""
+    table_rows, sentences = [], []
+    for r in rows:
+        same, cross = float(r["rho"]), float(r["rho_cross_text"])
+        table_rows.append([
+            f"{r['model_a']} vs {r['model_b']}",
+            f"{_num(r['rho'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}] "
+            f"p {_num(r['p_perm'], '.3g')}",
+            f"{_num(r['rho_cross_text'])} [{_num(r['ci_cross_text_low'])}, "
+            f"{_num(r['ci_cross_text_high'])}] p {_num(r['p_cross_text'], '.3g')}",
+            f"{_num(r['rho_within_a'])} / {_num(r['rho_within_b'])}",
+            f"{_num(r.get('rho_partial_text'))} (p {_num(r.get('p_partial_text'), '.3g')})",
+            " · ".join(f"{n} {_num(r.get(f'rho_partial_{n}'))}"
+                       for n in ("tfidf", "surface", "minilm") if r.get(f"rho_partial_{n}")),
+        ])
+        share = cross / same if same > 0 else float("nan")
+        sentences.append(
+            f"{r['model_a']} vs {r['model_b']}: same texts ρ = {same:.3f}; with each model "
+            f"reading different stories ρ = {cross:.3f}"
+            + (f", i.e. {share:.0%} of the same-text agreement survives a change of texts."
+               if share == share else "."))
+    html = "<h3>Model or texts?</h3>" + _table(
+        ["pair", "same texts ρ [CI] p", "different texts ρ [CI] p", "own cross-half A / B",
+         "partial ρ | all text baselines (p)", "partial ρ | each baseline"], table_rows)
+    html += "<ul>" + "".join(f"<li>{escape(t)}</li>" for t in sentences) + "</ul>"
+    profiles_path = out / "profiles.json"
+    if profiles_path.exists():
+        for k, prof in enumerate(art.read_json(profiles_path)):
+            html += _img(_png(figures.text_profile(prof), figdir / f"text_profile_{k}.png"),
+                         "same vs cross text profile")
+    return html
+
+
 def discover(out: Path) -> list[str]:
     """Model folders (those with a metrics.json) under a study output folder."""
     return sorted(p.parent.name for p in out.glob("*/metrics.json"))
@@ -81,6 +118,8 @@ def build_report(out: str | Path, slugs: list[str] | None = None) -> Path:
             f"{_f(metrics['pc1_valence_abs_r'], '.2f')} (best: PC{metrics['best_pc_valence']} "
             f"{_f(metrics['best_pc_valence_abs_r'], '.2f')})",
             f"{_f(metrics['valence_within'])} / {_f(metrics['valence_between'])}",
+            f"{_f(metrics.get('rho_human_at_best'))} "
+            f"(p {_f(metrics.get('p_human_at_best'), '.3g')})",
         ])
         if model.get("note"):
             notes.append(f"{slug}: {model['note']}.")
@@ -93,6 +132,10 @@ def build_report(out: str | Path, slugs: list[str] | None = None) -> Path:
             _img(_png(figures.layer_profile(metrics, f"{slug} — layer profile"),
                       figdir / f"{slug}_layers.png"), f"{slug} layer profile"),
         ]
+        if "rho_human" in metrics:
+            imgs.append(_img(_png(figures.reference_profile(
+                metrics, f"{slug} — references by layer"),
+                figdir / f"{slug}_references.png"), f"{slug} reference profile"))
         sections.append(f"<h3>{escape(slug)}</h3><div class='figs'>{''.join(imgs)}</div>")
     comp_html = "<p class='note'>Only one model: no comparison.</p>"
     comp_path = out / "comparisons.csv"
@@ -116,12 +159,14 @@ def build_report(out: str | Path, slugs: list[str] | None = None) -> Path:
               f"{r['layer_b_max'] or '–'} ({_num(r['p_max_layers'], '.3g')})"]
              for r in rows],
         ) + _img(_png(figures.rho_matrix(slugs, rho, p), figdir / "rho_matrix.png"), "rho")
+        comp_html += _text_section(out, rows, figdir)
     html = f"""<!doctype html><html><head><meta charset="utf-8">
 <title>emogeom report</title><style>{_CSS}</style></head><body>
 <h1>emogeom report</h1>
 <h2>Models</h2>
 {_table(["model", "arch", "dtype", "layers", "best layer (depth)", "anisotropy", "RDM std",
-         "reliability", "|r| PC~valence", "dist within / between valence"], desc_rows)}
+         "reliability", "|r| PC~valence", "dist within / between valence",
+         "ρ with human VA (p)"], desc_rows)}
 <p class="note">Best layer: highest split-half RDM reliability (Spearman–Brown) unless the
 manifest says otherwise. Anisotropy: mean pairwise cosine of neutral sentences' pooled states.
 Layer i is the output of decoder block i (0-based). |r| PC~valence: correlation of the
