@@ -41,7 +41,7 @@ def run(
     per_emotion: int | None = typer.Option(None, help="Use the first N stories per emotion."),
     pooling: str | None = typer.Option(None, help="last | mean"),
     mean_start: int | None = typer.Option(None, help="Mean pooling skips the first k tokens."),
-    layer_criterion: str | None = typer.Option(None, help="reliability | reference"),
+    layer_criterion: str | None = typer.Option(None, help="reliability | reference | text-general"),
     denoise: float | None = typer.Option(
         None, help="Project off neutral PCs explaining this variance fraction (0 = off)."),
     method: str = typer.Option("spearman", help="RDM comparison: spearman | pearson | "

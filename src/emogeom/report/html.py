@@ -84,6 +84,13 @@ def _text_section(out: Path, rows: list[dict[str, str]], figdir: Path) -> str:
         ["pair", "same texts ρ [CI] p", "different texts ρ [CI] p", "own cross-half A / B",
          "partial ρ | all text baselines (p)", "partial ρ | each baseline"], table_rows)
     html += "<ul>" + "".join(f"<li>{escape(t)}</li>" for t in sentences) + "</ul>"
+    html += ("<p class='note'>Different texts: model A's RDM from one fixed half of every "
+             "emotion's stories against model B's from the other half, both ways, averaged. "
+             "Partial ρ: Spearman on the upper triangles after regressing the text-baseline RDMs "
+             "(TF-IDF, surface statistics, MiniLM sentence embeddings) out of both; p from "
+             "permuting emotion labels. Intervals are stimulus-bootstrap percentiles: "
+             "resampling stories adds noise, so they lean below the point estimate, more so "
+             "for the half-corpus (different texts) numbers.</p>")
     profiles_path = out / "profiles.json"
     if profiles_path.exists():
         for k, prof in enumerate(art.read_json(profiles_path)):
