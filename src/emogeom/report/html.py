@@ -145,6 +145,7 @@ def build_report(out: str | Path, slugs: list[str] | None = None) -> Path:
                 figdir / f"{slug}_references.png"), f"{slug} reference profile"))
         sections.append(f"<h3>{escape(slug)}</h3><div class='figs'>{''.join(imgs)}</div>")
     comp_html = "<p class='note'>Only one model: no comparison.</p>"
+    text_html = ""
     comp_path = out / "comparisons.csv"
     if comp_path.exists() and len(slugs) > 1:
         rows = art.read_csv(comp_path)
@@ -166,7 +167,7 @@ def build_report(out: str | Path, slugs: list[str] | None = None) -> Path:
               f"{r['layer_b_max'] or '–'} ({_num(r['p_max_layers'], '.3g')})"]
              for r in rows],
         ) + _img(_png(figures.rho_matrix(slugs, rho, p), figdir / "rho_matrix.png"), "rho")
-        comp_html += _text_section(out, rows, figdir)
+        text_html = _text_section(out, rows, figdir)
     html = f"""<!doctype html><html><head><meta charset="utf-8">
 <title>emogeom report</title><style>{_CSS}</style></head><body>
 <h1>emogeom report</h1>
@@ -184,7 +185,7 @@ emotions in figures run from positive to negative valence.</p>
 CI: stimulus bootstrap (stories resampled within each emotion, the same draws for both models);
 p perm: Mantel test, emotion labels permuted; p Holm: corrected over all pairs; ceiling:
 sqrt(reliability A · reliability B); max over layers: the highest ρ over all layer pairs, with a
-max-statistic permutation p that pays for the search.</p>
+max-statistic permutation p that pays for the search.</p>{text_html}
 <h2>Figures</h2>{''.join(sections)}
 <h2>Notes</h2><ul>{''.join(f'<li>{escape(n)}</li>' for n in notes + [NORMS_CITATION])}</ul>
 </body></html>"""
