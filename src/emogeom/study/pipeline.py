@@ -338,12 +338,11 @@ def text_controls(
     """Is the agreement the models' or the texts'? Cross-text ρ over the corpus's fixed
     halves, ρ partialling out each text baseline and all of them, and each model's ρ with the
     human reference."""
-    row = cross_text(a.acts, b.acts, corpus.labels, corpus.emotions, fixed_halves(corpus),
-                     settings.method if settings.method in ("spearman", "pearson") else
-                     "spearman", settings.n_perm, settings.n_boot, settings.seed,
-                     settings.ci_level)
-    text = {k: v for k, v in references.items() if k != "human"}
+    # Cross-text and partial ρ are defined for Spearman and Pearson; other methods use Spearman.
     method = settings.method if settings.method == "pearson" else "spearman"
+    row = cross_text(a.acts, b.acts, corpus.labels, corpus.emotions, fixed_halves(corpus),
+                     method, settings.n_perm, settings.n_boot, settings.seed, settings.ci_level)
+    text = {k: v for k, v in references.items() if k != "human"}
     if text:
         row["rho_partial_text"], row["p_partial_text"] = partial_mantel(
             a.rdm, b.rdm, list(text.values()), method, settings.n_perm, settings.seed)
