@@ -56,7 +56,8 @@ def test_run_study_writes_everything(tiny_models, tmp_path):
     assert float(row["ci_low"]) <= float(row["ci_high"])
     assert 0 <= float(row["cka"]) <= 1 and 0 <= float(row["procrustes"]) <= 1
     assert float(row["rho_max_layers"]) >= float(row["rho"]) - 1e-9
-    for col in ("rho_cross_text", "p_cross_text", "rho_within_a", "rho_partial_text",
+    for col in ("rho_cross_text", "p_cross_text", "rho_within_a", "ci_within_b_high",
+                "rho_partial_text",
                 "rho_partial_tfidf", "rho_partial_surface", "rho_human_a", "rho_human_b"):
         assert row[col] != "", col
     refs = json.loads((out / "references/references.json").read_text())
