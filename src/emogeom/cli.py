@@ -169,6 +169,42 @@ def corpus_generate(
 
 
 @app.command()
+def doctor(
+    model: str = typer.Option("smollm2-135m-instruct", "--model", "-m"),
+    dtype: str = typer.Option("fp32", help="fp32 | bf16 | fp16"),
+    per_emotion: int = typer.Option(3, help="Stories per emotion to check."),
+    pooling: str = typer.Option("mean", help="last | mean"),
+) -> None:
+    """Check that the fast extraction equals HF output_hidden_states, layer by layer."""
+    from emogeom.study.doctor import doctor as run_doctor
+
+    try:
+        res = run_doctor(model, dtype, per_emotion, pooling)
+    except EmogeomError as exc:
+        _fail(exc)
+    console.print(f"{res['model']}: dtype asked {res['dtype']}, loaded {res['dtype_loaded']}; "
+                  f"{res['n_texts']} texts, pooling {pooling}", soft_wrap=True)
+    if res["non_finite"]:
+        console.print(f"[bold red]FAIL[/]: {res['non_finite']}", soft_wrap=True)
+        raise typer.Exit(1)
+    table = Table(title="fast hook path vs per-text output_hidden_states (eager)")
+    for col in ("layer", "max |diff|", "rel diff", "min emotion cos", "RDM ρ"):
+        table.add_column(col, justify="right")
+    for r in res["layers"]:
+        table.add_row(str(r["layer"]), f"{r['max_abs_diff']:.2e}", f"{r['rel_diff']:.2e}",
+                      f"{r['min_emotion_cosine']:.6f}", f"{r['rdm_rho']:.6f}")
+    console.print(table)
+    if not res["last_layer_checked"]:
+        console.print("note: no final norm found to strip; the last layer was not compared")
+    console.print(f"TransformerLens: {res['transformer_lens']}", soft_wrap=True)
+    colour = "green" if res["status"] == "PASS" else "bold red"
+    console.print(f"[{colour}]{res['status']}[/] (rel diff ≤ {res['tolerance_rel']:g} and "
+                  f"RDM ρ ≥ {res['min_rho']} on every layer)")
+    if res["status"] != "PASS":
+        raise typer.Exit(1)
+
+
+@app.command()
 def report(out: Path = typer.Argument(..., help="A folder written by `emogeom run`.")) -> None:
     """Re-render report.html from the artefacts in OUT (no model is loaded)."""
     from emogeom.report import build_report

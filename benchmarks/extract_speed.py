@@ -1,0 +1,129 @@
+"""Extraction speed on the shipped corpus, three ways in one run, each in its own process:
+
+(a) emogeom's extraction (batched, pooled in hooks, stops at the deepest layer, no LM head),
+(b) a plain per-text HF loop with ``output_hidden_states=True``,
+(c) TransformerLens ``run_with_cache`` with a resid_post names filter (from .venv-tl, made by
+    benchmarks/setup_tl.sh; skipped with a message when absent).
+
+Prints tokens/s, peak RSS, ratios a/b and a/c, and the achieved FLOP/s of (a) against this
+machine's dense-matmul rate measured in the same run at the model's shapes.
+
+Usage: .venv/bin/python benchmarks/extract_speed.py [--model smollm2-135m-instruct]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TL_PYTHON = ROOT / ".venv-tl" / "bin" / "python"
+
+
+def _child(method: str, model: str) -> None:
+    """Run one method in this process and print a JSON line."""
+    import torch
+
+    from emogeom.extract import extract_pooled
+    from emogeom.extract.reference import per_text_hidden_states
+    from emogeom.models import load_model
+    from emogeom.stimuli import load_corpus
+
+    texts = load_corpus().texts
+    lm = load_model(model, "fp32")
+    load_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    tokens = sum(len(lm.tokenizer(t)["input_ids"]) for t in texts)
+    if method == "ours":
+        extract_pooled(lm.model, lm.tokenizer, texts[:8])  # warm-up
+        start = time.perf_counter()
+        extract_pooled(lm.model, lm.tokenizer, texts)
+    else:
+        per_text_hidden_states(lm.model, lm.tokenizer, texts[:8])
+        start = time.perf_counter()
+        per_text_hidden_states(lm.model, lm.tokenizer, texts)
+    seconds = time.perf_counter() - start
+    cfg = lm.model.config.get_text_config()
+    from emogeom.extract import decoder_layers
+
+    layer_params = sum(p.numel() for p in decoder_layers(lm.model).parameters())
+    weights_mb = sum(p.numel() * p.element_size() for p in lm.model.parameters()) / 2**20
+    print(json.dumps({
+        "tokens": tokens, "seconds": seconds, "rss_after_load_mb": load_rss,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "layer_params": layer_params, "weights_mb": weights_mb, "d": cfg.hidden_size,
+        "ffn": cfg.intermediate_size, "threads": torch.get_num_threads(),
+        "folder": lm.info.get("loaded_from"),
+    }))
+
+
+def _run(cmd: list[str]) -> dict:
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def matmul_gflops(d: int, ffn: int, rows: int = 2048, repeats: int = 20) -> float:
+    """Dense fp32 matmul rate at the model's MLP shape [rows, d] x [d, ffn]."""
+    import torch
+
+    a, b = torch.randn(rows, d), torch.randn(d, ffn)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * rows * d * ffn * repeats / (time.perf_counter() - start) / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--child", choices=["ours", "loop"])
+    args = parser.parse_args()
+    if args.child:
+        _child(args.child, args.model)
+        return
+    me = [sys.executable, str(Path(__file__).resolve())]
+    res = {m: _run([*me, "--child", m, "--model", args.model]) for m in ("ours", "loop")}
+    if TL_PYTHON.exists() and res["ours"]["folder"]:
+        from emogeom.stimuli import load_corpus
+
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+            json.dump(load_corpus().texts, fh)
+        res["tl"] = _run([str(TL_PYTHON), str(ROOT / "benchmarks" / "_tl_extract.py"),
+                          res["ours"]["folder"], fh.name])
+    else:
+        print("(c) TransformerLens: not installed (run benchmarks/setup_tl.sh), or the model "
+              "is not a local folder")
+    ours = res["ours"]
+    gflops = matmul_gflops(ours["d"], ours["ffn"])
+    print(f"model {args.model}: {ours['tokens']} tokens in 420 texts, weights "
+          f"{ours['weights_mb']:.0f} MiB, {ours['threads']} threads")
+    print(f"{'method':28s} {'tokens/s':>10s} {'seconds':>8s} {'peak RSS MiB':>13s}")
+    names = {"ours": "(a) emogeom", "loop": "(b) HF per-text loop", "tl": "(c) TransformerLens"}
+    for key, r in res.items():
+        print(f"{names[key]:28s} {r['tokens'] / r['seconds']:10.0f} {r['seconds']:8.2f} "
+              f"{r['peak_rss_mb']:13.0f}")
+    speed = {k: r["tokens"] / r["seconds"] for k, r in res.items()}
+    print(f"a/b = {speed['ours'] / speed['loop']:.2f}x", end="")
+    print(f", a/c = {speed['ours'] / speed['tl']:.2f}x" if "tl" in speed else "")
+    achieved = 2 * ours["layer_params"] * ours["tokens"] / ours["seconds"] / 1e9
+    print(f"matmul rate here (fp32, [2048, {ours['d']}] x [{ours['d']}, {ours['ffn']}]): "
+          f"{gflops:.0f} GFLOP/s; emogeom achieved {achieved:.0f} GFLOP/s "
+          f"(2 x layer params x tokens) = {achieved / gflops:.0%}")
+    ceiling = gflops * 1e9 / (2 * ours["layer_params"])
+    print(f"bound: at 100 % of that matmul rate the decoder layers alone allow "
+          f"{ceiling:.0f} tokens/s, i.e. at most {ceiling / speed['loop']:.2f}x the per-text "
+          "loop" + (f" and {ceiling / speed['tl']:.2f}x TransformerLens" if "tl" in speed
+                    else ""))
+    print(f"peak RSS of (a) {ours['peak_rss_mb']:.0f} MiB vs weights {ours['weights_mb']:.0f} "
+          f"MiB + 1024 = {ours['weights_mb'] + 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
