@@ -65,8 +65,10 @@ def doctor(model: str, dtype: str = "fp32", per_emotion: int = 3, pooling: str =
         "status": "PASS" if ok else "FAIL", "layers": layers, "non_finite": None,
         "last_layer_checked": stripped, "tolerance_rel": TOLERANCE[dtype],
         "min_rho": MIN_RHO[dtype],
-        "transformer_lens": ("installed: compare with benchmarks/extract_speed.py --method tl"
+        "transformer_lens": ("installed here, but TransformerLens 4 needs transformers 5: "
+                             "compare with benchmarks/extract_speed.py"
                              if importlib.util.find_spec("transformer_lens") else
-                             "not installed in this environment (see benchmarks/README.md)"),
+                             "not in this environment (it needs transformers 5); "
+                             "benchmarks/setup_tl.sh + benchmarks/extract_speed.py compare it"),
     })
     return result
