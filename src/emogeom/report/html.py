@@ -41,7 +41,7 @@ def _f(x: float | None, spec: str = ".3f") -> str:
 
 def _num(text: str | None, spec: str = ".3f") -> str:
     """A CSV cell as a formatted number; an en dash where it is empty."""
-    return "–" if not text else format(float(text), spec)
+    return _f(float(text) if text else None, spec)
 
 
 def _img(b64: str, alt: str) -> str:

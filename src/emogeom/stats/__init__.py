@@ -12,7 +12,7 @@ from emogeom.stats.compare import (
 from emogeom.stats.corrections import benjamini_hochberg, holm
 from emogeom.stats.generalization import cross_text, half_rdm
 from emogeom.stats.partial import partial_correlation, partial_mantel
-from emogeom.stats.reliability import ceiled, noise_ceiling, spearman_brown
+from emogeom.stats.reliability import ceiled, noise_ceiling
 from emogeom.stats.similarity import linear_cka, procrustes_similarity
 
 __all__ = [
@@ -36,5 +36,4 @@ __all__ = [
     "procrustes_similarity",
     "rdm_correlation",
     "resample_weights",
-    "spearman_brown",
 ]

@@ -25,9 +25,9 @@ from emogeom.stats.compare import (
 
 def half_rdm(acts: np.ndarray, labels: Sequence[str], emotions: Sequence[str],
              idx: np.ndarray) -> np.ndarray:
-    """RDM from the stimuli ``idx`` of acts [N, d]."""
+    """RDM from the stimuli ``idx`` of acts [..., N, d] (any leading layer axes kept)."""
     labels = np.asarray(labels)
-    return cosine_rdm(emotion_vectors(acts[idx], labels[idx], emotions))
+    return cosine_rdm(emotion_vectors(acts[..., idx, :], labels[idx], emotions))
 
 
 def _mean_pair_null(a1, b2, a2, b1, method, n_perm, seed):

@@ -8,7 +8,13 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.stats import rankdata
 
-from emogeom.stats.compare import _rank_cells, check_rdm_pair, permutations, upper_indices
+from emogeom.stats.compare import (
+    _rank_cells,
+    check_rdm_pair,
+    compare_vectors,
+    permutations,
+    upper_indices,
+)
 
 
 def _residualiser(controls: np.ndarray) -> np.ndarray:
@@ -16,13 +22,6 @@ def _residualiser(controls: np.ndarray) -> np.ndarray:
     m = controls.shape[1]
     design = np.column_stack([np.ones(m), *controls])
     return np.eye(m) - design @ np.linalg.pinv(design)
-
-
-def _corr_rows(x: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    xn = np.linalg.norm(x)
-    yn = np.linalg.norm(ys, axis=1)
-    den = xn * yn
-    return np.divide(ys @ x, den, out=np.zeros(len(ys)), where=den > 0)
 
 
 def partial_correlation(
@@ -36,7 +35,8 @@ def partial_correlation(
     elif method != "pearson":
         raise ValueError(f"partial correlation supports spearman or pearson, not '{method}'")
     r = _residualiser(ctrl)
-    return float(_corr_rows(r @ x, (r @ y)[None])[0])
+    # Residuals of a design with an intercept are centred: their cosine is their correlation.
+    return float(compare_vectors(r @ x, (r @ y)[None], "cosine")[0])
 
 
 def partial_mantel(
@@ -58,8 +58,8 @@ def partial_mantel(
         raise ValueError(f"partial correlation supports spearman or pearson, not '{method}'")
     r = _residualiser(ctrl)
     rx = r @ a[i, j]
-    observed = float(_corr_rows(rx, (r @ b[i, j])[None])[0])
+    observed = float(compare_vectors(rx, (r @ b[i, j])[None], "cosine")[0])
     perms = permutations(a.shape[0], n_perm, seed)
-    null = _corr_rows(rx, b[perms[:, i], perms[:, j]] @ r.T)
+    null = compare_vectors(rx, b[perms[:, i], perms[:, j]] @ r.T, "cosine")
     k = int(np.sum(null >= observed - 1e-12))
     return observed, (k + 1) / (n_perm + 1)

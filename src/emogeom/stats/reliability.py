@@ -5,11 +5,6 @@ from __future__ import annotations
 import math
 
 
-def spearman_brown(r: float, factor: float = 2.0) -> float:
-    """Reliability of a test ``factor`` times as long as one with reliability r."""
-    return factor * r / (1 + (factor - 1) * r) if r > -1 / (factor - 1) else float("nan")
-
-
 def noise_ceiling(rel_a: float, rel_b: float) -> float:
     """The highest ρ two RDMs of these reliabilities can reach: sqrt(rel_a · rel_b); NaN when
     either reliability is not positive (no ceiling can be stated)."""

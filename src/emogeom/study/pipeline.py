@@ -31,6 +31,7 @@ from emogeom.stats import (
     bootstrap_rho,
     ceiled,
     cross_text,
+    half_rdm,
     holm,
     layer_max_test,
     linear_cka,
@@ -147,9 +148,7 @@ def analyse(
     halves = fixed_halves(corpus)
     rel = geometry.layer_reliability(acts, corpus.labels, emotions, settings.n_splits,
                                      settings.seed, fixed=halves)
-    labels = np.asarray(corpus.labels)
-    half_rdms = np.stack([geometry.cosine_rdm(geometry.emotion_vectors(
-        acts[:, h], labels[h], emotions)) for h in halves])
+    half_rdms = np.stack([half_rdm(acts, corpus.labels, emotions, h) for h in halves])
     aniso = geometry.anisotropy(neutral)
     ref_layer = geometry.reference_best_layer(vectors)
     rel_layer = geometry.best_layer(rel["reliability"])
