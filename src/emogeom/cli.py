@@ -218,5 +218,11 @@ def report(out: Path = typer.Argument(..., help="A folder written by `emogeom ru
         _fail(exc)
 
 
+from emogeom.commands import behave, method, steer, study  # noqa: E402
+
+for _room in (study, method, steer, behave):
+    _room.register(app)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())
