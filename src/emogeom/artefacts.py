@@ -32,6 +32,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes (artefact checksums in manifests)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def write_json(path: Path, obj: Any) -> None:
     """Strict JSON (NaN and inf become null), written atomically."""
     text = json.dumps(_finite(obj), indent=2, default=_jsonable, allow_nan=False)

@@ -90,11 +90,13 @@ def extract_pooled(
     max_batch_tokens: int = 8192,
     padding_side: str | None = None,
     on_batch: Callable[[int], None] | None = None,
+    add_special_tokens: bool = True,
 ) -> np.ndarray:
     """Pooled block outputs float32 [len(layers), len(texts), d] in the order of ``texts``.
 
-    Texts are tokenised raw (with the tokenizer's special tokens), sorted by length and batched
-    under a token budget. Raises ``NonFiniteActivations`` naming the first non-finite layer.
+    Texts are tokenised as given (with the tokenizer's special tokens unless
+    ``add_special_tokens`` is off, for texts already in a chat template), sorted by length and
+    batched under a token budget. Raises ``NonFiniteActivations`` naming the first non-finite layer.
     """
     if pooling not in POOLINGS:
         raise EmogeomError(f"unknown pooling '{pooling}' (use one of: {', '.join(POOLINGS)})")
@@ -105,7 +107,7 @@ def extract_pooled(
     if wanted[0] < 0 or wanted[-1] >= len(blocks):
         raise EmogeomError(f"layers must lie in 0..{len(blocks) - 1}, got {list(layers)}")
     side = padding_side or getattr(tokenizer, "padding_side", "right") or "right"
-    ids = [tokenizer(t, add_special_tokens=True)["input_ids"] for t in texts]
+    ids = [tokenizer(t, add_special_tokens=add_special_tokens)["input_ids"] for t in texts]
     device = next(model.parameters()).device
     d = model.config.get_text_config().hidden_size
     out = np.zeros((len(wanted), len(texts), d), dtype=np.float32)

@@ -199,51 +199,86 @@ def analyse(
     return metrics, arrays
 
 
-def run_model(
+def _load(source: ModelSource, settings: RunSettings, console: Console | None,
+          revision: str | None = None):
+    if console is None:
+        return load_model(source, settings.dtype, revision=revision,
+                          trust_remote_code=settings.trust_remote_code)
+    with console.status(f"loading {source.spec} ({settings.dtype})..."):
+        lm = load_model(source, settings.dtype, revision=revision,
+                        trust_remote_code=settings.trust_remote_code)
+    console.print(f"loaded {source.spec}: {lm.info['architecture']}, "
+                  f"{lm.info['n_layers']} layers, d={lm.info['d_model']}")
+    return lm
+
+
+def story_texts(lm, texts: list[str], chat_template: str) -> tuple[list[str], bool]:
+    """Texts as the model reads them: ``raw`` (as written, with the tokenizer's special
+    tokens) or ``chat`` (each story as one user message in the model's chat template)."""
+    if chat_template == "raw":
+        return texts, True
+    if chat_template != "chat":
+        raise EmogeomError(f"unknown chat-template policy '{chat_template}' (use raw or chat)")
+    tok = lm.tokenizer
+    if not getattr(tok, "chat_template", None):
+        raise EmogeomError(f"model '{lm.source.spec}' has no chat template; "
+                           "use chat_template: raw for it")
+    return [tok.apply_chat_template([{"role": "user", "content": t}], tokenize=False,
+                                    add_generation_prompt=True) for t in texts], False
+
+
+def extract_model(
     source: ModelSource, corpus: Corpus, neutral: Corpus, settings: RunSettings,
-    console: Console | None, references: dict[str, np.ndarray] | None = None,
-) -> ModelResult:
-    """Load one model, extract, analyse, and write its artefacts to OUT/<slug>/."""
-    quiet = console is None
-    folder = Path(settings.out) / source.slug
+    console: Console | None = None, revision: str | None = None, chat_template: str = "raw",
+) -> tuple[dict[str, np.ndarray], dict[str, Any], float]:
+    """Load one model and return pooled states {stories, neutral} [L, N, d], its provenance
+    info and the seconds spent."""
     started = time.time()
-    if console is not None:
-        with console.status(f"loading {source.spec} ({settings.dtype})..."):
-            lm = load_model(source, settings.dtype, trust_remote_code=settings.trust_remote_code)
-        console.print(f"loaded {source.spec}: {lm.info['architecture']}, "
-                      f"{lm.info['n_layers']} layers, d={lm.info['d_model']}")
-    else:
-        lm = load_model(source, settings.dtype, trust_remote_code=settings.trust_remote_code)
+    lm = _load(source, settings, console, revision)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, disable=quiet) as bar:
+                  TimeElapsedColumn(), console=console, disable=console is None) as bar:
         states = {}
         for name, part in (("stories", corpus), ("neutral", neutral)):
-            task = bar.add_task(f"{source.slug}: {name}", total=len(part.texts))
+            texts, special = story_texts(lm, list(part.texts), chat_template)
+            task = bar.add_task(f"{source.slug}: {name}", total=len(texts))
             states[name] = extract_pooled(
-                lm.model, lm.tokenizer, part.texts, settings.pooling, settings.mean_start,
-                max_batch_tokens=settings.max_batch_tokens,
+                lm.model, lm.tokenizer, texts, settings.pooling, settings.mean_start,
+                max_batch_tokens=settings.max_batch_tokens, add_special_tokens=special,
                 on_batch=lambda n, t=task: bar.advance(t, n),
             )
-    extract_s = time.time() - started
-    info = lm.info
+    info = dict(lm.info, chat_template_policy=chat_template)
     del lm
     gc.collect()
-    metrics, arrays = analyse(states["stories"], states["neutral"], corpus, settings,
-                              references)
-    vectors, rdms = arrays["vectors"], arrays["rdms"]
-    best = metrics["best_layer"]
+    return states, info, time.time() - started
+
+
+def write_model(
+    folder: Path, states: dict[str, np.ndarray], metrics: dict[str, Any],
+    arrays: dict[str, np.ndarray], info: dict[str, Any], corpus: Corpus, neutral: Corpus,
+    settings: RunSettings, timings: dict[str, float], extra: dict[str, Any] | None = None,
+) -> None:
+    """Write one model's artefacts, each atomically; ``manifest.json`` goes last and holds
+    the sha256 of every other file, so a folder without it is unfinished."""
     emotions = list(corpus.emotions)
+    best = metrics["best_layer"]
     hashes = {
         "activations.safetensors": io.write_tensors(
             folder / "activations.safetensors", states,
             {"stimulus_ids": [s.id for s in corpus.stimuli], "labels": corpus.labels,
              "neutral_ids": [s.id for s in neutral.stimuli]}),
         "vectors.safetensors": io.write_tensors(
-            folder / "vectors.safetensors", {"vectors": vectors.astype(np.float32)},
+            folder / "vectors.safetensors",
+            {"vectors": arrays["vectors"].astype(np.float32)},
             {"emotions": emotions, "denoise": settings.denoise}),
+        "analysis.safetensors": io.write_tensors(
+            folder / "analysis.safetensors",
+            {"half_rdms": arrays["half_rdms"], "acts_best": arrays["acts"]},
+            {"emotions": emotions, "best_layer": best}),
     }
     io.write_json(folder / "metrics.json", metrics)
-    io.write_rdm_csv(folder / "rdm.csv", rdms[best], emotions)
+    io.write_rdm_csv(folder / "rdm.csv", arrays["rdms"][best], emotions)
+    for name in ("metrics.json", "rdm.csv"):
+        hashes[name] = io.file_sha256(folder / name)
     manifest = {
         "emogeom": emogeom.__version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -253,15 +288,40 @@ def run_model(
         "neutral": {"path": neutral.source, "sha256": neutral.sha256,
                     "n": len(neutral.stimuli)},
         "settings": {k: v for k, v in asdict(settings).items() if k not in ("models", "out")},
+        **(extra or {}),
         "artefacts": hashes,
-        "seconds": round(time.time() - started, 1),
-        "extract_seconds": round(extract_s, 1),
+        "seconds": round(timings.get("seconds", 0.0), 1),
+        "extract_seconds": round(timings.get("extract_seconds", 0.0), 1),
         "python": platform.python_version(),
         "numpy": np.__version__,
     }
     io.write_json(folder / "manifest.json", manifest)
-    return ModelResult(source.slug, metrics, rdms, vectors[best], arrays["acts"],
-                       arrays["half_rdms"])
+
+
+def load_result(folder: Path, slug: str) -> ModelResult:
+    """A model's numbers back from its artefacts (no model loaded)."""
+    metrics = io.read_json(folder / "metrics.json")
+    vectors = io.read_tensors(folder / "vectors.safetensors")[0]["vectors"].astype(np.float64)
+    extra = io.read_tensors(folder / "analysis.safetensors")[0]
+    return ModelResult(slug, metrics, geometry.cosine_rdm(vectors),
+                       vectors[metrics["best_layer"]], extra["acts_best"], extra["half_rdms"])
+
+
+def run_model(
+    source: ModelSource, corpus: Corpus, neutral: Corpus, settings: RunSettings,
+    console: Console | None, references: dict[str, np.ndarray] | None = None,
+) -> ModelResult:
+    """Load one model, extract, analyse, and write its artefacts to OUT/<slug>/."""
+    started = time.time()
+    states, info, extract_s = extract_model(source, corpus, neutral, settings, console)
+    metrics, arrays = analyse(states["stories"], states["neutral"], corpus, settings,
+                              references)
+    write_model(Path(settings.out) / source.slug, states, metrics, arrays, info, corpus,
+                neutral, settings, {"seconds": time.time() - started,
+                                    "extract_seconds": extract_s})
+    best = metrics["best_layer"]
+    return ModelResult(source.slug, metrics, arrays["rdms"], arrays["vectors"][best],
+                       arrays["acts"], arrays["half_rdms"])
 
 
 COMPARISON_COLUMNS = [
