@@ -1,0 +1,33 @@
+"""Residual-stream steering with emotion vectors: hooks, dose-response, metrics, regimes."""
+
+from emogeom.steering.dose import DEFAULT_SCENARIOS, Scenario, dose_response, parse_strengths
+from emogeom.steering.hooks import steer
+from emogeom.steering.regime import perplexity_regime, reference_regime, regimes, summarise
+from emogeom.steering.run import SteerSettings, run_steer, steering_regime
+from emogeom.steering.vectors import (
+    SteeringVectors,
+    compute_vectors,
+    load_vectors,
+    parse_layers,
+    residual_norms,
+)
+
+__all__ = [
+    "DEFAULT_SCENARIOS",
+    "Scenario",
+    "SteerSettings",
+    "SteeringVectors",
+    "compute_vectors",
+    "dose_response",
+    "load_vectors",
+    "parse_layers",
+    "parse_strengths",
+    "perplexity_regime",
+    "reference_regime",
+    "regimes",
+    "residual_norms",
+    "run_steer",
+    "steer",
+    "steering_regime",
+    "summarise",
+]

@@ -1,0 +1,179 @@
+"""What to steer with: layer choice, residual scale per layer, emotion vectors for the model
+at hand (from the shipped corpus or a ``vectors.safetensors`` of ``emogeom run``)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from emogeom import artefacts as io
+from emogeom import geometry
+from emogeom.emotions import EMOTIONS
+from emogeom.errors import EmogeomError
+from emogeom.extract import extract_pooled
+from emogeom.extract.batching import pad_batch, token_budget_batches
+from emogeom.extract.pooled import backbone, decoder_layers
+from emogeom.models import LoadedModel
+from emogeom.stimuli import load_corpus, load_neutral_sentences
+
+DEFAULT_LAYER_FRACTION = 0.6
+SKIP_FIRST = 1  # positions skipped when measuring residual norms (BOS / attention sink)
+
+
+def default_layer(n_layers: int) -> int:
+    """A middle-to-late layer: round(0.6 · n_layers), kept inside the model."""
+    return min(n_layers - 1, max(0, round(DEFAULT_LAYER_FRACTION * n_layers)))
+
+
+def parse_layers(spec: str | int | None, n_layers: int) -> list[int]:
+    """Layers from '12', '10-14' (inclusive), '3,7,9', 'all' or None (the default layer)."""
+    if spec is None:
+        return [default_layer(n_layers)]
+    text = str(spec).strip().lower()
+    hint = f"use a layer in 0..{n_layers - 1}, a range like 10-14, or 'all'"
+    if text == "all":
+        return list(range(n_layers))
+    chosen: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        match = re.fullmatch(r"(-?\d+)(?:\s*-\s*(-?\d+))?", part)
+        if match is None:
+            raise EmogeomError(f"cannot read layers '{spec}': {hint}")
+        lo = int(match.group(1))
+        hi = int(match.group(2)) if match.group(2) is not None else lo
+        if lo > hi:
+            raise EmogeomError(f"layer range '{part}' is reversed: {hint}")
+        chosen.extend(range(lo, hi + 1))
+    bad = [x for x in chosen if not 0 <= x < n_layers]
+    if bad:
+        raise EmogeomError(f"layer(s) {bad} out of range for a model with {n_layers} layers: "
+                           f"{hint}")
+    return sorted(set(chosen))
+
+
+def residual_norms(
+    lm: LoadedModel, layers: Sequence[int], texts: Sequence[str] | None = None,
+    skip_first: int = SKIP_FIRST, max_batch_tokens: int = 4096,
+) -> dict[int, float]:
+    """Mean per-token L2 norm of each layer's block output over neutral sentences, positions
+    ≥ ``skip_first`` only: the first token is an attention sink whose norm (≈1e4 in SmolLM2)
+    would dominate the mean while steering acts on ordinary tokens."""
+    texts = list(texts) if texts is not None else load_neutral_sentences().texts
+    blocks = decoder_layers(lm.model)
+    wanted = sorted(set(layers))
+    sums = {layer: 0.0 for layer in wanted}
+    count = 0
+    state: dict[str, torch.Tensor] = {}
+
+    def make_hook(layer: int):
+        def hook(_module, _inputs, output):
+            hidden = output[0] if isinstance(output, tuple) else output
+            norms = torch.linalg.vector_norm(hidden.float(), dim=-1)
+            sums[layer] += float((norms * state["keep"]).sum())
+        return hook
+
+    ids = [lm.tokenizer(t, add_special_tokens=True)["input_ids"] for t in texts]
+    device = next(lm.model.parameters()).device
+    handles = [blocks[x].register_forward_hook(make_hook(x)) for x in wanted]
+    try:
+        with torch.inference_mode():
+            for batch in token_budget_batches([len(x) for x in ids], max_batch_tokens):
+                input_ids, mask, positions = pad_batch([ids[i] for i in batch],
+                                                       lm.tokenizer.pad_token_id, "right")
+                keep = mask.bool() & (positions >= skip_first)
+                state["keep"] = keep.float().to(device)
+                count += int(keep.sum())
+                backbone(lm.model)(input_ids=input_ids.to(device),
+                                   attention_mask=mask.to(device),
+                                   position_ids=positions.to(device), use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    if count == 0:
+        raise EmogeomError("neutral sentences too short to measure residual norms "
+                           f"(every one has ≤ {skip_first} tokens); use longer sentences")
+    return {layer: sums[layer] / count for layer in wanted}
+
+
+@dataclass
+class SteeringVectors:
+    """Emotion vectors [len(layers), E, d] at the steered layers, with their residual scale."""
+
+    layers: list[int]
+    emotions: list[str]
+    vectors: np.ndarray
+    norms: dict[int, float]
+    source: dict[str, Any] = field(default_factory=dict)
+
+    def emotion(self, name: str) -> np.ndarray:
+        """Vectors [len(layers), d] of one emotion; clear error for an unknown name."""
+        if name not in self.emotions:
+            raise EmogeomError(f"unknown emotion '{name}' (use one of: "
+                               f"{', '.join(self.emotions)})")
+        return self.vectors[:, self.emotions.index(name)]
+
+    def unit(self, name: str, layer: int) -> np.ndarray:
+        """Unit vector [d] of one emotion at one steered layer."""
+        v = self.emotion(name)[self.layers.index(layer)].astype(np.float64)
+        return v / np.linalg.norm(v)
+
+
+def check_emotions(names: Sequence[str], known: Sequence[str] = EMOTIONS) -> None:
+    """Raise a one-line error for an emotion name not in ``known``."""
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise EmogeomError(f"unknown emotion(s) {bad} (use one of: {', '.join(known)})")
+
+
+def compute_vectors(
+    lm: LoadedModel, layers: Sequence[int], per_emotion: int | None = 6,
+    corpus: str | Path | None = None, pooling: str = "mean", mean_start: int = 1,
+    on_batch: Callable[[int], None] | None = None,
+) -> SteeringVectors:
+    """Emotion vectors at ``layers`` from the (shipped) story corpus: extract_pooled with the
+    default preset's pooling, then each emotion's mean minus the mean over emotions."""
+    stories = load_corpus(corpus, per_emotion=per_emotion)
+    acts = extract_pooled(lm.model, lm.tokenizer, stories.texts, pooling, mean_start,
+                          layers=list(layers), on_batch=on_batch)
+    order = sorted(set(layers))
+    acts = acts[[order.index(x) for x in layers]]
+    vecs = geometry.emotion_vectors(acts, stories.labels, stories.emotions).astype(np.float32)
+    return SteeringVectors(list(layers), list(stories.emotions), vecs, {}, {
+        "kind": "corpus", "corpus": stories.source, "corpus_sha256": stories.sha256,
+        "per_emotion": per_emotion, "pooling": pooling, "mean_start": mean_start,
+        "n_stimuli": len(stories.stimuli)})
+
+
+def load_vectors(path: str | Path, lm: LoadedModel, layers: Sequence[int]) -> SteeringVectors:
+    """Vectors from a ``vectors.safetensors`` written by ``emogeom run`` ([L, E, d] under
+    "vectors", emotion names in the metadata), checked against this model's shape."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "vectors.safetensors"
+    if path.suffix != ".safetensors":
+        raise EmogeomError(f"{path}: steering vectors must be a .safetensors file from "
+                           "`emogeom run` (OUT/<model>/vectors.safetensors)")
+    tensors, meta = io.read_tensors(path)
+    if "vectors" not in tensors or "emotions" not in meta:
+        raise EmogeomError(f"{path} holds no 'vectors' tensor with 'emotions' metadata; use "
+                           "OUT/<model>/vectors.safetensors from `emogeom run`")
+    arr = tensors["vectors"]
+    n_layers = lm.info.get("n_layers") or len(decoder_layers(lm.model))
+    d_model = lm.model.config.get_text_config().hidden_size
+    if arr.ndim != 3 or arr.shape[0] != n_layers or arr.shape[2] != d_model or \
+            arr.shape[1] != len(meta["emotions"]):
+        raise EmogeomError(
+            f"{path} holds vectors of shape {list(arr.shape)} but {lm.source.spec} needs "
+            f"[{n_layers} layers, {len(meta['emotions'])} emotions, d={d_model}]: vectors from "
+            "another model? Use the file written for this model or omit --vectors")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return SteeringVectors(list(layers), list(meta["emotions"]),
+                           arr[list(layers)].astype(np.float32), {},
+                           {"kind": "file", "path": str(path), "sha256": digest,
+                            "denoise": meta.get("denoise")})
