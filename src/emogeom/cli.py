@@ -205,11 +205,19 @@ def doctor(
 
 
 @app.command()
-def report(out: Path = typer.Argument(..., help="A folder written by `emogeom run`.")) -> None:
+def report(out: Path = typer.Argument(..., help="A folder written by `emogeom run` or "
+                                                "`emogeom study run`.")) -> None:
     """Re-render report.html from the artefacts in OUT (no model is loaded)."""
     from emogeom.report import build_report
     from emogeom.report.html import discover
+    from emogeom.report.study import build_study_report
 
+    if (out / "study.json").is_file():
+        try:
+            console.print(f"report: {build_study_report(out)}")
+        except (EmogeomError, OSError, KeyError, ValueError) as exc:
+            _fail(EmogeomError(f"cannot re-render {out}: {exc}"))
+        return
     if not out.is_dir() or not discover(out):
         _fail(EmogeomError(f"{out} holds no model results (metrics.json); run `emogeom run`"))
     try:

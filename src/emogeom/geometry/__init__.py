@@ -8,7 +8,7 @@ from emogeom.geometry.layers import (
     reference_best_layer,
     rowwise_spearman,
 )
-from emogeom.geometry.maps import pca_coords
+from emogeom.geometry.maps import mds_coords, pca_coords
 from emogeom.geometry.rdm import cosine_rdm, rdm_std, upper
 from emogeom.geometry.vectors import class_means, emotion_vectors, project_out_neutral_pcs
 
@@ -22,6 +22,7 @@ __all__ = [
     "layer_reliability",
     "mean_pairwise_cosine",
     "pc_correlations",
+    "mds_coords",
     "pca_coords",
     "project_out_neutral_pcs",
     "rating_rdm",

@@ -16,3 +16,26 @@ def pca_coords(vectors: np.ndarray, n: int = 2) -> tuple[np.ndarray, np.ndarray]
     coords = pca.fit_transform(np.asarray(vectors, dtype=np.float64))
     signs = np.where(coords[0] < 0, -1.0, 1.0)
     return coords * signs, pca.explained_variance_ratio_
+
+
+def mds_coords(dissimilarity: np.ndarray, seed: int = 0, n: int = 2) -> np.ndarray:
+    """Metric MDS coordinates [k, n] of a symmetric dissimilarity matrix [k, k] (e.g. 1 − ρ
+    between models), seeded; columns flipped so the first point's entries are non-negative."""
+    import inspect
+
+    from sklearn.manifold import MDS
+
+    d = np.asarray(dissimilarity, dtype=np.float64)
+    d = np.clip((d + d.T) / 2, 0, None)
+    np.fill_diagonal(d, 0.0)
+    if len(d) < 3:  # two points: the distance on one axis is the whole map
+        coords = np.zeros((len(d), n))
+        if len(d) == 2:
+            coords[1, 0] = d[0, 1]
+        return coords
+    params = inspect.signature(MDS).parameters
+    kwargs = ({"metric": "precomputed", "init": "random"} if "metric_mds" in params
+              else {"dissimilarity": "precomputed"})
+    coords = MDS(n_components=n, n_init=4, random_state=seed, normalized_stress="auto",
+                 **kwargs).fit_transform(d)
+    return coords * np.where(coords[0] < 0, -1.0, 1.0)

@@ -118,3 +118,28 @@ def text_profile(profile: dict) -> Figure:
     ax.set_title(f"{profile['model_a']} vs {profile['model_b']}: same vs cross text",
                  fontsize=10)
     return fig
+
+
+def model_map(labels: list[str], rho: np.ndarray, title: str, seed: int = 0) -> Figure:
+    """Models by geometry: average-linkage dendrogram and 2-D MDS of 1 − ρ."""
+    from scipy.cluster.hierarchy import dendrogram, linkage
+    from scipy.spatial.distance import squareform
+
+    from emogeom.geometry import mds_coords
+
+    dist = np.clip(1.0 - (rho + rho.T) / 2, 0, None)
+    np.fill_diagonal(dist, 0.0)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.9 + 0.45 * max(len(labels), 6)),
+                                      constrained_layout=True)
+    dendrogram(linkage(squareform(dist, checks=False), "average"), labels=labels, ax=left,
+               orientation="right", color_threshold=0, above_threshold_color="C0")
+    left.set_xlabel("1 − ρ (average linkage)")
+    left.tick_params(axis="y", labelsize=8)
+    coords = mds_coords(dist, seed)
+    right.scatter(coords[:, 0], coords[:, 1], s=25)
+    for (x, y), name in zip(coords, labels):
+        right.annotate(name, (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
+    right.set_title("MDS of 1 − ρ", fontsize=9)
+    right.set_aspect("equal", adjustable="datalim")
+    fig.suptitle(title, fontsize=10)
+    return fig
