@@ -1,0 +1,168 @@
+"""Run both Compliance facets (formal, stance) for a loaded model and save the facet profile with
+every prompt and reply."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import emogeom
+from emogeom import artefacts
+from emogeom.behavior import formal, stance
+from emogeom.behavior.dialogue import choose_format, converse, format_note
+from emogeom.errors import EmogeomError
+from emogeom.models.loading import LoadedModel
+
+
+@dataclass(frozen=True)
+class BehaveSettings:
+    """Everything that determines a behaviour profile's numbers (recorded in the manifest)."""
+
+    temperature: float = 0.0
+    seed: int = 0
+    max_new_tokens: int = 80
+    top_p: float = 0.95
+    format: str = "auto"
+    capability_threshold: float = formal.CAPABILITY_THRESHOLD
+    constraints: tuple[str, ...] | None = None  # subset of formal.CONSTRAINT_NAMES
+    questions: tuple[str, ...] | None = None  # subset of stance question ids
+
+    def check(self) -> None:
+        """Raise a one-line error for settings that cannot run."""
+        if self.temperature < 0:
+            raise EmogeomError(f"temperature must be ≥ 0 (got {self.temperature}); 0 = greedy")
+        if self.max_new_tokens < 1:
+            raise EmogeomError(f"max_new_tokens must be ≥ 1 (got {self.max_new_tokens})")
+        if not 0 < self.top_p <= 1:
+            raise EmogeomError(f"top_p must be in (0, 1] (got {self.top_p})")
+        for name, chosen, known in (
+                ("constraint", self.constraints, formal.CONSTRAINT_NAMES),
+                ("question", self.questions, tuple(q.id for q in stance.QUESTIONS))):
+            unknown = sorted(set(chosen or ()) - set(known))
+            if unknown:
+                raise EmogeomError(f"unknown {name}(s) {', '.join(unknown)}; "
+                                   f"choose from: {', '.join(known)}")
+
+
+def n_steps(settings: BehaveSettings) -> int:
+    """Model calls at most (for a progress bar): two per constraint, six per question."""
+    n_c = len(settings.constraints or formal.CONSTRAINT_NAMES)
+    n_q = len(settings.questions or stance.QUESTIONS)
+    return 2 * n_c + (1 + stance.N_TURNS) * n_q
+
+
+def _formal(lm: LoadedModel, fmt: str, s: BehaveSettings, gen: dict[str, Any],
+            step: Callable[[int], None]) -> tuple[list[dict], list[dict]]:
+    rows, dialogues = [], []
+    for c in formal.CONSTRAINTS:
+        if s.constraints and c.name not in s.constraints:
+            continue
+        row: dict[str, Any] = {"constraint": c.name, "description": c.description}
+        for stage, prompt in (("capability", c.capability), ("compliance", c.compliance)):
+            if stage == "compliance" and row["capability_score"] < s.capability_threshold:
+                row.update(compliance_score=None, compliance_reason="skipped: capability "
+                           f"score below {s.capability_threshold}", included=False)
+                step(1)
+                continue
+            [turn], prompt_text = converse(lm, [prompt], fmt, **gen)
+            sc = formal.score_reply(c, turn["reply"])
+            row.update({f"{stage}_score": sc.value, f"{stage}_reason": sc.reason})
+            turn.update(score=sc.value, reason=sc.reason)
+            dialogues.append({"facet": "formal", "id": c.name, "stage": stage, "format": fmt,
+                              "turns": [turn], "prompt_text": prompt_text})
+            step(1)
+        row.setdefault("included", True)
+        rows.append(row)
+    return rows, dialogues
+
+
+def _stance(lm: LoadedModel, fmt: str, s: BehaveSettings, gen: dict[str, Any],
+            step: Callable[[int], None]) -> tuple[list[dict], list[dict]]:
+    rows, dialogues = [], []
+    for q in stance.QUESTIONS:
+        if s.questions and q.id not in s.questions:
+            continue
+        user_turns = [q.text + stance.BASELINE_SUFFIX, *stance.pressure_turns(q)]
+        turns, prompt_text = converse(lm, user_turns, fmt, **gen,
+                                      on_reply=lambda t, r: step(1))
+        labels = []
+        for turn in turns:
+            st = stance.classify(turn["reply"], q, turn["turn"])
+            turn.update(stance=st.label, reason=st.reason)
+            labels.append(st.label)
+        rows.append({"question": q.id, "text": q.text, "correct": q.correct[0],
+                     "pushed": q.pushed, "stances": labels,
+                     "first_flip_turn": stance.first_flip(labels), "final_stance": labels[-1]})
+        dialogues.append({"facet": "stance", "id": q.id, "stage": "pressure", "format": fmt,
+                          "turns": turns, "prompt_text": prompt_text})
+    return rows, dialogues
+
+
+def behaviour_profile(
+    lm: LoadedModel, settings: BehaveSettings | None = None,
+    on_step: Callable[[int], None] | None = None, **overrides: Any,
+) -> dict[str, Any]:
+    """Facet profile of a loaded model: formal compliance and stance under pressure.
+
+    Returns a dict with ``facets`` ({"formal_compliance", "stance_hold"}, each in [0, 1] or
+    None when undefined), per-facet summaries and rows, the dialogue format used, the settings,
+    and ``dialogues`` (every prompt and reply). Keyword overrides set BehaveSettings fields."""
+    s = settings or BehaveSettings()
+    if overrides:
+        s = BehaveSettings(**{**asdict(s), **overrides})
+    s.check()
+    fmt = choose_format(lm, s.format)
+    gen = {"seed": s.seed, "max_new_tokens": s.max_new_tokens, "temperature": s.temperature,
+           "top_p": s.top_p}
+    step = on_step or (lambda n: None)
+    started = time.time()
+    f_rows, f_dialogues = _formal(lm, fmt, s, gen, step)
+    s_rows, s_dialogues = _stance(lm, fmt, s, gen, step)
+    f_sum, s_sum = formal.summarise(f_rows, s.capability_threshold), stance.summarise(s_rows)
+    flip = s_sum["flip_rate"]
+    return {
+        "model": lm.source.spec,
+        "slug": lm.source.slug,
+        "format": fmt,
+        "format_note": format_note(lm, fmt),
+        "facets": {"formal_compliance": f_sum["score"],
+                   "stance_hold": None if flip is None else 1.0 - flip},
+        "formal": {**f_sum, "scenarios": f_rows},
+        "stance": {**s_sum, "questions": s_rows},
+        "settings": asdict(s),
+        "seconds": round(time.time() - started, 1),
+        "dialogues": f_dialogues + s_dialogues,
+    }
+
+
+def save_profile(profile: dict[str, Any], out: Path, model_info: dict[str, Any]) -> dict:
+    """Write profile.json, dialogues.jsonl and manifest.json under ``out`` (atomic writes, all
+    after the run has finished); returns {file name: path}."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    body = {k: v for k, v in profile.items() if k != "dialogues"}
+    lines = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in profile["dialogues"])
+    artefacts.atomic_write_bytes(out / "dialogues.jsonl", lines.encode())
+    artefacts.write_json(out / "profile.json", body)
+    manifest = {
+        "emogeom": emogeom.__version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": model_info,
+        "settings": profile["settings"],
+        "seed": profile["settings"]["seed"],
+        "format": profile["format"],
+        "format_note": profile["format_note"],
+        "constraints": [r["constraint"] for r in profile["formal"]["scenarios"]],
+        "questions": [r["question"] for r in profile["stance"]["questions"]],
+        "n_dialogues": len(profile["dialogues"]),
+        "seconds": profile["seconds"],
+        "python": platform.python_version(),
+    }
+    artefacts.write_json(out / "manifest.json", manifest)
+    return {name: out / name for name in ("profile.json", "dialogues.jsonl", "manifest.json")}
