@@ -6,7 +6,6 @@ cache directory (``EMOGEOM_CACHE``, default ``~/.cache/emogeom``); later loads r
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -21,9 +20,11 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from emogeom.artefacts import file_sha256
 from emogeom.errors import EmogeomError
 from emogeom.models.embedded import EMBEDDED, embedded_gguf
 from emogeom.models.gguf_tokenizer import repair_tokenizer
+from emogeom.models.precision import QUANTISED, finish_quantisation, load_kwargs
 
 DTYPES: dict[str, torch.dtype] = {
     "fp32": torch.float32,
@@ -87,15 +88,6 @@ def resolve_model(spec: str) -> ModelSource:
         f"unknown model '{spec}': use an embedded name ({', '.join(EMBEDDED)}), "
         "a local folder, a .gguf file, or a hub id like org/name"
     )
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def converted_gguf_dir(gguf: Path, sha256: str, root: Path | None = None) -> Path:
@@ -167,10 +159,13 @@ def load_model(
     trust_remote_code: bool = False,
     attn_implementation: str | None = None,
 ) -> LoadedModel:
-    """Load a causal LM and its tokenizer at ``dtype`` (fp32, bf16, fp16), on CPU or the
-    model's default device; ``trust_remote_code`` stays off unless asked for."""
-    if dtype not in DTYPES:
-        raise EmogeomError(f"unknown dtype '{dtype}' (use one of: {', '.join(DTYPES)})")
+    """Load a causal LM and its tokenizer at ``dtype`` (fp32, bf16, fp16, or int8/int4 via
+    ``models.precision``), on CPU or the model's default device; ``trust_remote_code`` stays off
+    unless asked for."""
+    if dtype not in DTYPES and dtype not in QUANTISED:
+        raise EmogeomError(f"unknown dtype '{dtype}' (use one of: "
+                           f"{', '.join((*DTYPES, *QUANTISED))})")
+    quant_kwargs = load_kwargs(dtype) if dtype in QUANTISED else {}
     source = spec if isinstance(spec, ModelSource) else resolve_model(spec)
     info: dict[str, Any] = {"model": source.spec, "kind": source.kind, "dtype": dtype,
                             "trust_remote_code": trust_remote_code}
@@ -204,8 +199,8 @@ def load_model(
             name, trust_remote_code=trust_remote_code, **kwargs
         )
         model = AutoModelForCausalLM.from_pretrained(
-            name, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code,
-            attn_implementation=attn_implementation, **kwargs,
+            name, dtype=DTYPES.get(dtype, torch.float32), trust_remote_code=trust_remote_code,
+            attn_implementation=attn_implementation, **kwargs, **quant_kwargs,
         )
     except OSError as exc:
         where = "the hub (no network or wrong id?)" if source.kind == "hub" else name
@@ -214,6 +209,8 @@ def load_model(
     finally:
         tok_logger.removeFilter(quiet)
     model.eval()
+    if dtype in QUANTISED:
+        info["quantisation"] = finish_quantisation(model, dtype)
     _ensure_pad(tokenizer)
     cfg = model.config
     info.update({
