@@ -126,7 +126,7 @@ class SteeringVectors:
 
 def check_emotions(names: Sequence[str], known: Sequence[str] = EMOTIONS) -> None:
     """Raise a one-line error for an emotion name not in ``known``."""
-    bad = [n for n in names if n not in known]
+    bad = list(dict.fromkeys(n for n in names if n not in known))
     if bad:
         raise EmogeomError(f"unknown emotion(s) {bad} (use one of: {', '.join(known)})")
 
