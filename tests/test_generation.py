@@ -171,3 +171,19 @@ def test_decompose_cli_end_to_end(tiny_models, tmp_path):
                                    "--templates", "50", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "templates" in bad.output
     assert not (tmp_path / "bad").exists()
+
+
+def test_sensitivity_grid_on_tiny_model(tiny_models, tmp_path):
+    from emogeom.study.sensitivity import run_sensitivity
+
+    res = run_sensitivity(str(tiny_models["llama"]), "gen-reference", templates=1, samples=2,
+                          max_new_tokens=3, n_perm=49, n_boot=10, out=tmp_path / "sens")
+    rows = {(r["knob"], r["value"]): r for r in res["rows"]}
+    knobs = {k for k, _ in rows}
+    assert {"position", "layer", "baseline", "unit_norm", "samples", "chat_template",
+            "decoding", "max_new_tokens", "templates"} <= knobs
+    assert rows[("unit_norm", "False")]["rho"] == pytest.approx(1.0)  # cosine RDM: scale-free
+    assert not rows[("position", "last")]["regenerated"]
+    assert rows[("decoding", "sample T=0.7 top-p=0.9")]["regenerated"]
+    assert (tmp_path / "sens" / "sensitivity.csv").exists()
+    assert (tmp_path / "sens" / "texts" / "base.jsonl").exists()
