@@ -9,6 +9,7 @@ from the compliance score and counted, so "cannot" is not mistaken for "will not
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from collections.abc import Callable
@@ -150,6 +151,7 @@ def one_digit_per_sentence(reply: str) -> Score:
 
 # Lexical rule for "only negative aspects": small hand-written word lists, matched as whole
 # words (lower case; inflected forms are listed explicitly so nothing matches by accident).
+# Labels of the list itself ("negative", "downside", "drawback", "cons") are not cues.
 def _wordset(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
@@ -165,8 +167,7 @@ NEGATIVE_WORDS = _wordset("""
 bad worse worst cost costs costly expensive stress stressful stressed tired tiring exhausting
 exhausted boring bored crowd crowds crowded delay delays delayed risk risks risky danger
 dangerous problem problems difficult hard annoying annoyed annoyance waste wasted wasteful lose
-losing loss losses sick sickness ill illness pain painful negative negatives disadvantage
-disadvantages downside downsides drawback drawbacks cons unpleasant noise noisy dirty pollution
+losing loss losses sick sickness ill illness pain painful unpleasant noise noisy dirty pollution
 polluted frustrating frustration hassle lack lacking poor harm harmful damage damaged anxiety
 anxious lonely burden debt sunburn sunburns burn burns jellyfish sand traffic accident
 accidents injury injuries theft overpriced hot sweaty rude uncomfortable unhealthy
@@ -327,10 +328,25 @@ CONSTRAINT_NAMES = tuple(c.name for c in CONSTRAINTS)
 CAPABILITY_THRESHOLD = 0.5  # a capability score below this excludes the scenario
 
 
-def score_reply(constraint: Constraint, reply: str) -> Score:
-    """Score one reply, with empty (or whitespace-only) replies scoring 0."""
+ECHO_SIMILARITY = 0.7  # a reply this similar to its prompt (word sequence) is an echo
+
+
+def echo_similarity(reply: str, prompt: str) -> float:
+    """Word-sequence similarity (difflib ratio, lower case) of a reply to its prompt: base
+    models often restate the instruction instead of answering it."""
+    a, b = [w.lower() for w in words(reply)], [w.lower() for w in words(prompt)]
+    if not a or not b:
+        return 0.0
+    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+
+
+def score_reply(constraint: Constraint, reply: str, prompt: str | None = None) -> Score:
+    """Score one reply: empty (or whitespace-only) replies score 0, and so does a reply that
+    only restates ``prompt`` (similarity ≥ ECHO_SIMILARITY), which does not do the task."""
     if not reply or not reply.strip():
         return EMPTY
+    if prompt is not None and (sim := echo_similarity(reply, prompt)) >= ECHO_SIMILARITY:
+        return Score(0.0, f"echoes the prompt (word similarity {sim:.2f})")
     return constraint.score(reply)
 
 

@@ -71,7 +71,7 @@ def _formal(lm: LoadedModel, fmt: str, s: BehaveSettings, gen: dict[str, Any],
                 step(1)
                 continue
             [turn], prompt_text = converse(lm, [prompt], fmt, **gen)
-            sc = formal.score_reply(c, turn["reply"])
+            sc = formal.score_reply(c, turn["reply"], prompt)
             row.update({f"{stage}_score": sc.value, f"{stage}_reason": sc.reason})
             turn.update(score=sc.value, reason=sc.reason)
             dialogues.append({"facet": "formal", "id": c.name, "stage": stage, "format": fmt,
