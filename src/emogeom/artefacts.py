@@ -16,6 +16,8 @@ from safetensors.numpy import load_file, save
 
 from emogeom.errors import EmogeomError
 
+_META_KEY = "emogeom"
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same folder and an atomic rename."""
@@ -81,9 +83,13 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def write_tensors(path: Path, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> str:
-    """Save float arrays as safetensors with JSON-encoded metadata; returns the file's sha256."""
+    """Save float arrays as safetensors with JSON metadata; returns the file's sha256.
+
+    The metadata goes in as one sorted JSON string: safetensors writes a metadata map in no
+    fixed order, and one key keeps the same inputs giving byte-identical files."""
+    text = json.dumps(_finite(meta), sort_keys=True, default=_jsonable)
     data = save({k: np.ascontiguousarray(v) for k, v in tensors.items()},
-                metadata={k: json.dumps(v) for k, v in meta.items()})
+                metadata={_META_KEY: text})
     atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
 
@@ -95,7 +101,9 @@ def read_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     if not path.exists():
         raise EmogeomError(f"artefact missing: {path}")
     with safe_open(str(path), framework="numpy") as fh:
-        meta = {k: json.loads(v) for k, v in (fh.metadata() or {}).items()}
+        raw = fh.metadata() or {}
+    meta = json.loads(raw[_META_KEY]) if _META_KEY in raw else {
+        k: json.loads(v) for k, v in raw.items()}
     return load_file(str(path)), meta
 
 

@@ -54,13 +54,38 @@ PAUSE_ENV = "EMOGEOM_TEST_JOB_PAUSE"
 
 
 def prepare(spec: StudySpec, console: Console | None = None):
-    """Inputs per preset, reference RDMs per preset and the job plan (nothing written)."""
+    """Inputs per preset, reference RDMs per preset (cached in the study folder) and the job
+    plan."""
     inputs = load_inputs(spec)
     refs, skipped = {}, {}
     for preset, data in inputs.items():
-        refs[preset], skipped[preset] = reference_rdms(data.corpus, console)
+        refs[preset], skipped[preset] = cached_references(
+            spec.out_dir / "references" / preset, data, console)
     jobs = plan_jobs(spec, inputs, {p: list(r) for p, r in refs.items()})
     return inputs, refs, skipped, jobs
+
+
+def cached_references(folder: Path, data: Inputs, console: Console | None = None):
+    """Reference RDMs of a corpus, re-used from ``references.safetensors`` (exact floats) when
+    the corpus, the package version and the available baselines are unchanged."""
+    path = folder / "references.safetensors"
+    expected = _reference_names()
+    if path.exists():
+        try:
+            tensors, meta = io.read_tensors(path)
+        except Exception:  # noqa: BLE001 - a damaged cache is recomputed
+            tensors, meta = {}, {}
+        if (meta.get("corpus_sha256") == data.corpus.sha256
+                and meta.get("emogeom") == emogeom.__version__
+                and sorted(tensors) == sorted(expected)):
+            return {k: tensors[k] for k in expected}, meta.get("skipped", {})
+    refs, skipped = reference_rdms(data.corpus, console)
+    emotions = list(data.corpus.emotions)
+    for name, rdm in refs.items():
+        io.write_rdm_csv(folder / f"{name}_rdm.csv", rdm, emotions)
+    io.write_tensors(path, refs, {"corpus_sha256": data.corpus.sha256, "skipped": skipped,
+                                  "emogeom": emogeom.__version__, "emotions": emotions})
+    return refs, skipped
 
 
 def study_status(spec: StudySpec) -> list[dict[str, str]]:
@@ -110,10 +135,6 @@ def run_study_spec(
                           soft_wrap=True)
     todo = [job for job in plan if states[job.hash][0] != "done"]
     _write_study_index(spec, plan, skipped)
-    for preset, preset_refs in refs.items():
-        emotions = list(inputs[preset].corpus.emotions)
-        for name, rdm in preset_refs.items():
-            io.write_rdm_csv(out / "references" / preset / f"{name}_rdm.csv", rdm, emotions)
     if console is not None:
         console.print(f"study {spec.name}: {len(plan)} jobs, {len(plan) - len(todo)} done, "
                       f"{len(todo)} to compute ({kind})")

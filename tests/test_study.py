@@ -1,0 +1,244 @@
+"""Study files: validation, provenance-hashed jobs, skip/resume/repair, executors, report."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from emogeom import artefacts
+from emogeom.cli import app
+from emogeom.errors import EmogeomError
+from emogeom.study.runner import PAUSE_ENV, run_study_spec, study_status
+from emogeom.study.spec import load_study, parse_study
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
+STATS = "statistics: {permutations: 200, bootstrap: 40, splits: 3}\n"
+
+
+def _yaml(tiny_models, out: Path, archs=("llama", "gpt2"), extra: str = "") -> str:
+    lines = [f"name: t\nout: {out}\nmodels:"]
+    for i, arch in enumerate(archs):
+        lines.append(f"  - id: {tiny_models[arch]}\n    label: {arch}\n    family: fam\n"
+                     f"    variant: {'base' if i == 0 else 'instruct'}")
+    return "\n".join(lines) + "\n" + STATS + extra
+
+
+def _write(tmp_path: Path, text: str, name: str = "study.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def _numbers(out: Path) -> dict[str, str]:
+    """Every computed number of a study folder (manifests hold times, so they are left out)."""
+    files = {"comparisons.csv", "descriptors.csv", "base_instruct.csv"}
+    found = {p.name: p.read_text() for p in out.iterdir() if p.name in files}
+    for job in sorted((out / "jobs").iterdir()):
+        found[job.name] = (job / "metrics.json").read_text()
+        for name in ("activations.safetensors", "vectors.safetensors",
+                     "analysis.safetensors"):
+            found[f"{job.name}/{name}"] = artefacts.file_sha256(job / name)
+    return found
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name: x\nmodels:\n  - id: a\n    variant: chat\n", ":4: models[0].variant: Input should"),
+    ("name: x\nmodels: [{id: a}]\nprecisions: [fp8]\n", ":3: precisions: unknown precision"),
+    ("name: x\nmodels: [{id: a}]\npresets: [fancy]\n", ":3: presets: unknown preset 'fancy'"),
+    ("name: x\nmodels:\n  - {id: a}\n  - {id: b/a}\n", "two models share the label 'a'"),
+    ("name: x\nmodels: [{id: a}]\nstatistics: {permutations: 0}\n",
+     ":3: statistics.permutations: Input should be greater than or equal to 1"),
+    ("name: x\nmodels: [{id: a}]\ncolour: red\n", ":3: colour: Extra inputs are not permitted"),
+    ("name: x\nmodels: [{id: a}\n", "not valid YAML"),
+    ("- just a list\n", "a study file is a YAML mapping"),
+])
+def test_spec_errors_name_line_and_key(text, message):
+    with pytest.raises(EmogeomError, match=None) as info:
+        parse_study(text, "s.yaml")
+    assert message in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+def test_shipped_studies_validate():
+    quick = load_study(ROOT / "studies/quickstart.yaml")
+    assert [m.id for m in quick.models] == ["smollm2-135m-instruct", "gemma3-270m"]
+    paper = load_study(ROOT / "studies/paper-12.yaml")
+    assert len(paper.models) == 12 and paper.precisions == ["fp16"]
+    assert set(paper.presets) == {"paper", "default"}
+    families = {}
+    for m in paper.models:
+        families.setdefault(m.family, set()).add(m.variant)
+    assert len(families) == 6 and all(v == {"base", "instruct"} for v in families.values())
+    result = runner.invoke(app, ["study", "check", str(ROOT / "studies/paper-12.yaml")])
+    assert result.exit_code == 0 and "24 jobs" in result.output
+
+
+def test_study_runs_skips_and_repairs(tiny_models, tmp_path):
+    out = tmp_path / "out"
+    spec = parse_study(_yaml(tiny_models, out, extra="precisions: [fp32, bf16]\n"))
+    first = run_study_spec(spec)
+    assert len(first["computed"]) == 4 and not first["failed"]
+    index = json.loads((out / "study.json").read_text())
+    folders = {j["folder"] for j in index["jobs"]}
+    assert len(folders) == 4 and all((out / "jobs" / f / "manifest.json").exists()
+                                     for f in folders)
+    manifest = json.loads((out / "jobs" / sorted(folders)[0] / "manifest.json").read_text())
+    assert manifest["job"]["key"]["model"]["folder_sha256"]
+    assert set(manifest["artefacts"]) >= {"activations.safetensors", "metrics.json"}
+    rows = artefacts.read_csv(out / "comparisons.csv")
+    assert sorted(r["kind"] for r in rows) == ["models", "models", "precision", "precision"]
+    bi = artefacts.read_csv(out / "base_instruct.csv")
+    assert [(r["base"], r["instruct"]) for r in bi] == [("llama", "gpt2")] * 2
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "<script" not in html
+    assert (out / "figures" / "model_map_fp32-default.png").exists()
+    before = _numbers(out)
+
+    again = run_study_spec(spec)
+    assert again["computed"] == [] and again["skipped"] == 4
+    assert _numbers(out) == before
+
+    # A damaged artefact is found by its checksum and only that job is recomputed.
+    victim = out / "jobs" / sorted(folders)[1] / "vectors.safetensors"
+    data = bytearray(victim.read_bytes())
+    data[-5] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    assert {r["state"] for r in study_status(spec)} == {"done", "damaged"}
+    repaired = run_study_spec(spec)
+    assert repaired["computed"] == [sorted(folders)[1]]
+    assert _numbers(out) == before
+
+
+def test_job_hash_follows_inputs(tiny_models, tmp_path):
+    from emogeom.study.jobs import load_inputs, plan_jobs
+    from emogeom.study.runner import _reference_names
+
+    def hashes(text):
+        spec = parse_study(text)
+        inputs = load_inputs(spec)
+        return [j.hash for j in plan_jobs(spec, inputs, {p: _reference_names() for p in inputs})]
+
+    base = _yaml(tiny_models, tmp_path / "o", archs=("llama",))
+    assert hashes(base) == hashes(base)
+    assert hashes(base) != hashes(base.replace("permutations: 200", "permutations: 100"))
+    assert hashes(base) != hashes(base + "per_emotion: 5\n")
+    assert hashes(base) != hashes(base + "layer_policy: reference\n")
+    # The output folder and the statistics used only between models do not change a job.
+    assert hashes(base) == hashes(base.replace(str(tmp_path / "o"), str(tmp_path / "p")))
+    assert hashes(base) == hashes(base.replace("bootstrap: 40", "bootstrap: 10"))
+    # Same weights at another path: same job; changed weights: another job.
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_models["llama"], copy)
+    moved = base.replace(str(tiny_models["llama"]), str(copy))
+    assert hashes(moved) == hashes(base)
+    (copy / "config.json").write_text((copy / "config.json").read_text() + "\n")
+    assert hashes(moved) != hashes(base)
+
+
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "emogeom.cli", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_kill_and_resume_equals_uninterrupted(tiny_models, tmp_path):
+    archs = ("llama", "gpt2", "qwen2")
+    killed_out, clean_out = tmp_path / "killed", tmp_path / "clean"
+    killed = _write(tmp_path, _yaml(tiny_models, killed_out, archs), "k.yaml")
+    clean = _write(tmp_path, _yaml(tiny_models, clean_out, archs), "c.yaml")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", **{PAUSE_ENV: "30"})
+    proc = _cli(["study", "run", str(killed)], env)
+    deadline = time.time() + 300
+    while not list(killed_out.glob("jobs/*/manifest.json")):
+        assert proc.poll() is None and time.time() < deadline, "study ended before a job"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = len(list(killed_out.glob("jobs/*/manifest.json")))
+    assert finished == 1
+    # What a kill inside the next job leaves: some artefacts written, no manifest.
+    jobs = json.loads((killed_out / "study.json").read_text())["jobs"]
+    done_job = next(killed_out.glob("jobs/*/manifest.json")).parent
+    partial = killed_out / "jobs" / next(j["folder"] for j in jobs
+                                         if j["folder"] != done_job.name)
+    partial.mkdir(parents=True, exist_ok=True)
+    (partial / "activations.safetensors").write_bytes(
+        (done_job / "activations.safetensors").read_bytes())
+    env.pop(PAUSE_ENV)
+    result = subprocess.run([sys.executable, "-m", "emogeom.cli", "study", "run",
+                             str(killed)], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 already done, 2 computed" in result.stdout
+    subprocess.run([sys.executable, "-m", "emogeom.cli", "study", "run", str(clean)],
+                   env=env, check=True, capture_output=True)
+    a, b = _numbers(killed_out), _numbers(clean_out)
+    assert a == b
+
+
+def test_ray_executor_equals_local(tiny_models, tmp_path):
+    pytest.importorskip("ray")
+    local = parse_study(_yaml(tiny_models, tmp_path / "local"))
+    ray_spec = parse_study(_yaml(tiny_models, tmp_path / "ray",
+                                 extra="executor: {kind: ray, num_cpus: 1}\n"))
+    run_study_spec(local)
+    res = run_study_spec(ray_spec)
+    assert len(res["computed"]) == 2 and not res["failed"]
+    assert _numbers(tmp_path / "local") == _numbers(tmp_path / "ray")
+
+
+def test_failed_job_is_recorded_and_study_goes_on(tiny_models, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text('{"model_type": "llama"}')  # no weights, no tokenizer
+    text = _yaml(tiny_models, tmp_path / "out", archs=("llama",))
+    text = text.replace("models:\n", f"models:\n  - {{id: {bad}, label: broken}}\n")
+    path = _write(tmp_path, text)
+    result = runner.invoke(app, ["study", "run", str(path)])
+    assert result.exit_code == 1
+    rows = {r["label"]: r for r in study_status(load_study(path))}
+    assert rows["broken"]["state"] == "failed" and rows["llama"]["state"] == "done"
+    assert (tmp_path / "out" / "report.html").exists()
+    status = runner.invoke(app, ["study", "status", str(path)])
+    assert status.exit_code == 0 and "failed" in status.output
+
+
+def test_report_rerenders_a_study_without_models(tiny_models, tmp_path):
+    out = tmp_path / "out"
+    run_study_spec(parse_study(_yaml(tiny_models, out)))
+    (out / "report.html").unlink()
+    result = runner.invoke(app, ["report", str(out)])
+    assert result.exit_code == 0 and (out / "report.html").exists()
+
+
+def test_bad_study_changes_nothing(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    path = _write(tmp_path, f"name: x\nout: {out}\nmodels: [{{id: no-such-model}}]\n")
+    result = runner.invoke(app, ["study", "run", str(path)])
+    assert result.exit_code == 2
+    assert "unknown model 'no-such-model'" in (result.stderr or result.output)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    missing = runner.invoke(app, ["study", "run", str(tmp_path / "absent.yaml")])
+    assert missing.exit_code == 2 and "study file not found" in missing.output
+
+
+def test_model_map_coordinates_recover_distances():
+    from scipy.spatial.distance import cdist
+
+    from emogeom.geometry import mds_coords
+
+    points = np.random.default_rng(1).normal(size=(6, 2))
+    d = cdist(points, points)
+    coords = mds_coords(d, seed=0)
+    assert np.abs(cdist(coords, coords) - d).max() < 0.05
