@@ -1,9 +1,8 @@
-# Two commands on a fresh machine: `make run` (the default study) and `make test`.
+# Two commands on a fresh machine: `make run` (studies/quickstart.yaml) and `make test`.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.emogeom-installed
-OUT    ?= out
 
 .PHONY: run test lint setup clean
 
@@ -21,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 run: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/emogeom run --out $(OUT)
+	HF_HUB_OFFLINE=1 $(BIN)/emogeom study run studies/quickstart.yaml
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/ruff check src tests
@@ -31,4 +30,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 
 clean:
-	rm -rf $(VENV) $(OUT)
+	rm -rf $(VENV) out

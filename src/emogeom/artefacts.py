@@ -16,7 +16,7 @@ from safetensors.numpy import load_file, save
 
 from emogeom.errors import EmogeomError
 
-_META_KEY = "emogeom"
+_META_KEY = "__emogeom_meta__"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

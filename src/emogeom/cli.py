@@ -37,7 +37,7 @@ def run(
     preset: str = typer.Option("default", help="default | paper (the reference pipeline)."),
     corpus: Path | None = typer.Option(None, help="Story corpus (.jsonl or .csv)."),
     neutral: Path | None = typer.Option(None, help="Neutral sentences (.jsonl)."),
-    dtype: str = typer.Option("fp32", help="fp32 | bf16 | fp16"),
+    dtype: str = typer.Option("fp32", help="fp32 | bf16 | fp16 | int8 | int4"),
     per_emotion: int | None = typer.Option(None, help="Use the first N stories per emotion."),
     pooling: str | None = typer.Option(None, help="last | mean"),
     mean_start: int | None = typer.Option(None, help="Mean pooling skips the first k tokens."),
@@ -52,6 +52,8 @@ def run(
     seed: int = typer.Option(0, help="Seed for splits and permutations."),
     out: Path = typer.Option(Path("out"), help="Output folder."),
     trust_remote_code: bool = typer.Option(False, help="Allow model code from the hub."),
+    steering: bool = typer.Option(False, help="Also steer each model along its best-layer "
+                                              "vectors and classify its regime."),
 ) -> None:
     """Extract, describe and compare emotion geometry; write artefacts and report.html.
 
@@ -67,7 +69,7 @@ def run(
             out=str(out), dtype=dtype, per_emotion=per_emotion, pooling=pooling,
             mean_start=mean_start, layer_criterion=layer_criterion, denoise=denoise,
             n_perm=permutations, n_boot=bootstrap, ci_level=ci_level, method=method, seed=seed,
-            trust_remote_code=trust_remote_code,
+            trust_remote_code=trust_remote_code, steering=steering or None,
         )
     except EmogeomError as exc:
         _fail(exc)
@@ -78,15 +80,20 @@ def run(
         _fail(exc)
     table = Table(title="emotion geometry per model")
     table.add_column("model", no_wrap=True)
-    for col in ("best layer", "anisotropy", "RDM std", "reliability", "|r| PC~val"):
+    cols = ["best layer", "anisotropy", "RDM std", "reliability", "|r| PC~val"]
+    for col in cols + (["steering regime (text / ppl)"] if steering else []):
         table.add_column(col, justify="right")
     for r in result["results"]:
         m = r.metrics
-        table.add_row(r.slug, f"{m['best_layer']} / {m['n_layers']}",
-                      f"{m['anisotropy_at_best']:.3f}", f"{m['rdm_std_at_best']:.3f}",
-                      f"{m['reliability_at_best']:.3f}",
-                      f"PC1 {m['pc1_valence_abs_r']:.2f}, PC{m['best_pc_valence']} "
-                      f"{m['best_pc_valence_abs_r']:.2f}")
+        cells = [r.slug, f"{m['best_layer']} / {m['n_layers']}",
+                 f"{m['anisotropy_at_best']:.3f}", f"{m['rdm_std_at_best']:.3f}",
+                 f"{m['reliability_at_best']:.3f}",
+                 f"PC1 {m['pc1_valence_abs_r']:.2f}, PC{m['best_pc_valence']} "
+                 f"{m['best_pc_valence_abs_r']:.2f}"]
+        if steering:
+            cells.append(f"{m['steering_regime_reference']} / "
+                         f"{m['steering_regime_perplexity']}")
+        table.add_row(*cells)
     console.print(table)
     console.print(f"preset {settings.preset}: pooling {settings.pooling}, denoise "
                   f"{settings.denoise}, layer by {settings.layer_criterion}, "

@@ -51,6 +51,18 @@ def study_run(
         res = run_study_spec(spec, executor, ray_address, jobs, console)
     except EmogeomError as exc:
         _fail(exc)
+    from emogeom.artefacts import read_csv
+
+    table = Table(title=f"study {spec.name}: emotion geometry per job")
+    for col in ("model", "precision", "preset", "best layer", "anisotropy", "RDM std",
+                "reliability", "ρ human VA"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for d in read_csv(spec.out_dir / "descriptors.csv"):
+        table.add_row(d["label"], d["precision"], d["preset"],
+                      f"{d['best_layer']} / {d['n_layers']}", f"{float(d['anisotropy']):.3f}",
+                      f"{float(d['rdm_std']):.3f}", f"{float(d['reliability']):.3f}",
+                      f"{float(d['rho_human']):.3f}" if d["rho_human"] else "–")
+    console.print(table)
     models = [r for r in res["comparisons"] if r["kind"] == "models"]
     for r in models:
         console.print(f"{r['model_a']} vs {r['model_b']} ({r['precision_a']}, {r['preset_a']}):"

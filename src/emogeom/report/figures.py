@@ -129,7 +129,7 @@ def model_map(labels: list[str], rho: np.ndarray, title: str, seed: int = 0) -> 
 
     dist = np.clip(1.0 - (rho + rho.T) / 2, 0, None)
     np.fill_diagonal(dist, 0.0)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.9 + 0.45 * max(len(labels), 6)),
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 0.9 + 0.4 * max(len(labels), 6)),
                                       constrained_layout=True)
     dendrogram(linkage(squareform(dist, checks=False), "average"), labels=labels, ax=left,
                orientation="right", color_threshold=0, above_threshold_color="C0")

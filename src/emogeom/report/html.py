@@ -99,6 +99,14 @@ def _text_section(out: Path, rows: list[dict[str, str]], figdir: Path) -> str:
     return html
 
 
+def _regime(metrics: dict) -> str:
+    """Steering regimes by the reference text rule and the perplexity rule, if measured."""
+    if "steering_regime_reference" not in metrics:
+        return "–"
+    return (f"{metrics['steering_regime_reference']} / "
+            f"{metrics['steering_regime_perplexity']}")
+
+
 def discover(out: Path) -> list[str]:
     """Model folders (those with a metrics.json) under a study output folder."""
     return sorted(p.parent.name for p in out.glob("*/metrics.json"))
@@ -127,6 +135,7 @@ def build_report(out: str | Path, slugs: list[str] | None = None) -> Path:
             f"{_f(metrics['valence_within'])} / {_f(metrics['valence_between'])}",
             f"{_f(metrics.get('rho_human_at_best'))} "
             f"(p {_f(metrics.get('p_human_at_best'), '.3g')})",
+            _regime(metrics),
         ])
         if model.get("note"):
             notes.append(f"{slug}: {model['note']}.")
@@ -174,7 +183,7 @@ def build_report(out: str | Path, slugs: list[str] | None = None) -> Path:
 <h2>Models</h2>
 {_table(["model", "arch", "dtype", "layers", "best layer (depth)", "anisotropy", "RDM std",
          "reliability", "|r| PC~valence", "dist within / between valence",
-         "ρ with human VA (p)"], desc_rows)}
+         "ρ with human VA (p)", "steering regime (text / ppl)"], desc_rows)}
 <p class="note">Best layer: highest split-half RDM reliability (Spearman–Brown) unless the
 manifest says otherwise. Anisotropy: mean pairwise cosine of neutral sentences' pooled states.
 Layer i is the output of decoder block i (0-based). |r| PC~valence: correlation of the

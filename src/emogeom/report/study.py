@@ -51,12 +51,15 @@ def build_study_report(out: str | Path) -> Path:
 
     desc_html = _table(
         ["model", "family", "variant", "precision", "preset", "arch", "layers",
-         "best layer (depth)", "anisotropy", "RDM std", "reliability", "ρ human VA (p)"],
+         "best layer (depth)", "anisotropy", "RDM std", "reliability", "ρ human VA (p)",
+         "steering regime (text / ppl)"],
         [[d["label"], d["family"] or "–", d["variant"] or "–", d["precision"], d["preset"],
           d["architecture"], d["n_layers"],
           f"{d['best_layer']} ({float(d['best_layer_depth']):.0%})", _num(d["anisotropy"]),
           _num(d["rdm_std"]), _num(d["reliability"]),
-          f"{_num(d['rho_human'])} (p {_num(d['p_human'], '.3g')})"] for d in desc])
+          f"{_num(d['rho_human'])} (p {_num(d['p_human'], '.3g')})",
+          f"{d['steering_regime_reference']} / {d['steering_regime_perplexity']}"
+          if d.get("steering_regime_reference") else "–"] for d in desc])
 
     group_html = []
     groups: dict[tuple[str, str], list[dict[str, str]]] = {}
@@ -73,10 +76,21 @@ def build_study_report(out: str | Path) -> Path:
                 _img(_png(figures.model_map(labels, rho, f"model map ({precision}, {preset})",
                                             seed), figdir / f"model_map_{tag}.png"),
                      f"model map {tag}")]
+        controls = _table(
+            ["model A", "model B", "cross-text ρ [CI]", "ρ partial text baselines (p)",
+             "ρ human VA A / B"],
+            [[r["model_a"], r["model_b"],
+              f"{_num(r['rho_cross_text'])} [{_num(r['ci_cross_text_low'])}, "
+              f"{_num(r['ci_cross_text_high'])}]",
+              f"{_num(r['rho_partial_text'])} ({_num(r['p_partial_text'], '.3g')})",
+              f"{_num(r['rho_human_a'])} / {_num(r['rho_human_b'])}"] for r in rows])
         group_html.append(
             f"<h3>{escape(precision)}, preset {escape(preset)}</h3>"
             + _matrix_table(labels, rho, lo, hi, p)
-            + f"<div class='figs'>{''.join(imgs)}</div>")
+            + f"<div class='figs'>{''.join(imgs)}</div>"
+            + "<p class='note'>Model or texts? Cross-text ρ compares RDMs built from disjoint "
+              "halves of the stories; partial ρ removes the text-only baselines' RDMs.</p>"
+            + controls)
 
     bi_html = _table(
         ["family", "precision", "preset", "base (layer)", "instruct (layer)", "ρ [CI]",

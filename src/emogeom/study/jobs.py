@@ -20,7 +20,13 @@ from emogeom.errors import EmogeomError
 from emogeom.models import resolve_model
 from emogeom.models.loading import ModelSource, slugify
 from emogeom.stimuli import Corpus, load_corpus, load_neutral_sentences
-from emogeom.study.pipeline import RunSettings, analyse, extract_model, write_model
+from emogeom.study.pipeline import (
+    RunSettings,
+    add_steering,
+    analyse,
+    extract_model,
+    write_model,
+)
 from emogeom.study.provenance import job_hash, model_fingerprint
 from emogeom.study.spec import ModelEntry, StudySpec
 
@@ -65,6 +71,7 @@ def job_settings(spec: StudySpec, preset: str, precision: str,
         layer_criterion=None if spec.layer_policy == "preset" else spec.layer_policy,
         n_splits=st.splits, n_perm=st.permutations, n_boot=st.bootstrap, ci_level=st.ci_level,
         method=st.method, seed=st.seed, trust_remote_code=entry.trust_remote_code,
+        steering=spec.steering,
     )
 
 
@@ -145,7 +152,12 @@ def compute_job(job: Job, inputs: Inputs, references: dict[str, np.ndarray],
         revision=job.entry.revision, chat_template=job.entry.chat_template)
     metrics, arrays = analyse(states["stories"], states["neutral"], inputs.corpus,
                               job.settings, references)
+    steering = None
+    if job.settings.steering:
+        steering = add_steering(job.source, job.settings, metrics, arrays,
+                                list(inputs.corpus.emotions), console, job.entry.revision)
     return {"states": states, "metrics": metrics, "arrays": arrays, "info": info,
+            "steering": steering,
             "timings": {"seconds": time.time() - started, "extract_seconds": extract_s}}
 
 
@@ -153,6 +165,8 @@ def write_job(job: Job, inputs: Inputs, payload: dict[str, Any]) -> None:
     """Write a computed job's artefacts (manifest last); clears an earlier failure record."""
     for stale in ("manifest.json", "failed.json"):
         (job.folder / stale).unlink(missing_ok=True)
+    if payload.get("steering") is not None:
+        io.write_json(job.folder / "steering.json", payload["steering"])
     write_model(job.folder, payload["states"], payload["metrics"], payload["arrays"],
                 payload["info"], inputs.corpus, inputs.neutral, job.settings,
                 payload["timings"],

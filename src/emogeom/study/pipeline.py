@@ -25,6 +25,7 @@ from emogeom.errors import EmogeomError
 from emogeom.extract import POOLINGS, extract_pooled
 from emogeom.models import DTYPES, load_model, resolve_model
 from emogeom.models.loading import ModelSource
+from emogeom.models.precision import QUANTISED
 from emogeom.stats import (
     METHODS,
     benjamini_hochberg,
@@ -71,6 +72,8 @@ class RunSettings:
     seed: int = 0
     max_batch_tokens: int = 8192
     trust_remote_code: bool = False
+    steering: bool = False
+    steering_tokens: int = 40
 
 
     @classmethod
@@ -99,8 +102,9 @@ class ModelResult:
 
 def validate(settings: RunSettings) -> tuple[list[ModelSource], Corpus, Corpus]:
     """Check every input before anything is computed or written; one-line errors."""
-    if settings.dtype not in DTYPES:
-        raise EmogeomError(f"unknown dtype '{settings.dtype}' (use one of: {', '.join(DTYPES)})")
+    if settings.dtype not in (*DTYPES, *QUANTISED):
+        raise EmogeomError(f"unknown dtype '{settings.dtype}' "
+                           f"(use one of: {', '.join((*DTYPES, *QUANTISED))})")
     if settings.pooling not in POOLINGS:
         raise EmogeomError(f"unknown pooling '{settings.pooling}' (use: {', '.join(POOLINGS)})")
     if settings.layer_criterion not in LAYER_CRITERIA:
@@ -307,6 +311,30 @@ def load_result(folder: Path, slug: str) -> ModelResult:
                        vectors[metrics["best_layer"]], extra["acts_best"], extra["half_rdms"])
 
 
+def add_steering(
+    source: ModelSource, settings: RunSettings, metrics: dict[str, Any],
+    arrays: dict[str, np.ndarray], emotions: list[str], console: Console | None = None,
+    revision: str | None = None,
+) -> dict[str, Any]:
+    """Steer the model along its own best-layer vectors (both default scenarios, the default
+    strength grid, greedy) and add both regimes to ``metrics``; returns the full record."""
+    from emogeom.steering.run import steering_regime
+
+    best = metrics["best_layer"]
+    lm = _load(source, settings, console, revision)
+    if console is not None:
+        console.print(f"{source.slug}: steering at layer {best} "
+                      f"({settings.steering_tokens} new tokens per output)")
+    record = steering_regime(lm, arrays["vectors"][best], emotions, best,
+                             max_new_tokens=settings.steering_tokens, seed=settings.seed)
+    del lm
+    gc.collect()
+    for key in ("regime_reference", "onset_reference", "regime_perplexity",
+                "onset_perplexity"):
+        metrics[f"steering_{key}"] = record[key]
+    return record
+
+
 def run_model(
     source: ModelSource, corpus: Corpus, neutral: Corpus, settings: RunSettings,
     console: Console | None, references: dict[str, np.ndarray] | None = None,
@@ -316,6 +344,9 @@ def run_model(
     states, info, extract_s = extract_model(source, corpus, neutral, settings, console)
     metrics, arrays = analyse(states["stories"], states["neutral"], corpus, settings,
                               references)
+    if settings.steering:
+        io.write_json(Path(settings.out) / source.slug / "steering.json", add_steering(
+            source, settings, metrics, arrays, list(corpus.emotions), console))
     write_model(Path(settings.out) / source.slug, states, metrics, arrays, info, corpus,
                 neutral, settings, {"seconds": time.time() - started,
                                     "extract_seconds": extract_s})

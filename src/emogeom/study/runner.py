@@ -21,6 +21,7 @@ import emogeom
 from emogeom import artefacts as io
 from emogeom.emotions import NORMS_CITATION
 from emogeom.errors import EmogeomError
+from emogeom.models import resolve_model
 from emogeom.stats import benjamini_hochberg, holm, mantel
 from emogeom.study.executors import run_local, run_ray
 from emogeom.study.jobs import (
@@ -47,7 +48,7 @@ STUDY_COLUMNS = ["kind", "precision_a", "preset_a", "precision_b", "preset_b",
 DESCRIPTOR_COLUMNS = [
     "label", "family", "variant", "precision", "preset", "architecture", "n_layers",
     "best_layer", "best_layer_depth", "anisotropy", "rdm_std", "reliability",
-    "rho_human", "p_human", "job",
+    "rho_human", "p_human", "steering_regime_reference", "steering_regime_perplexity", "job",
 ]
 # Test aid: seconds to wait after each finished job, so a test can kill a study midway.
 PAUSE_ENV = "EMOGEOM_TEST_JOB_PAUSE"
@@ -57,6 +58,8 @@ def prepare(spec: StudySpec, console: Console | None = None):
     """Inputs per preset, reference RDMs per preset (cached in the study folder) and the job
     plan."""
     inputs = load_inputs(spec)
+    for entry in spec.models:  # every model spec checked before anything is written
+        resolve_model(entry.id)
     refs, skipped = {}, {}
     for preset, data in inputs.items():
         refs[preset], skipped[preset] = cached_references(
@@ -212,7 +215,7 @@ def _descriptor(job: Job, res: ModelResult) -> list[Any]:
             manifest["model"].get("architecture"), m["n_layers"], m["best_layer"],
             m["best_layer_depth"], m["anisotropy_at_best"], m["rdm_std_at_best"],
             m["reliability_at_best"], m.get("rho_human_at_best"), m.get("p_human_at_best"),
-            job.name]
+            m.get("steering_regime_reference"), m.get("steering_regime_perplexity"), job.name]
 
 
 def study_comparisons(

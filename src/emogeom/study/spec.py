@@ -19,9 +19,10 @@ LAYER_POLICIES = ("preset", "reliability", "reference", "text-general")
 
 
 def _precisions() -> tuple[str, ...]:
-    from emogeom import models
+    from emogeom.models import DTYPES
+    from emogeom.models.precision import QUANTISED
 
-    return (*models.DTYPES, *getattr(models, "QUANTISED", ()))
+    return (*DTYPES, *QUANTISED)
 
 
 class ModelEntry(BaseModel):
@@ -82,6 +83,8 @@ class StudySpec(BaseModel):
     corpus: str | None = Field(None, description="story corpus; default the shipped one")
     neutral: str | None = None
     per_emotion: int | None = Field(None, ge=2, description="overrides the presets' corpus size")
+    steering: bool = Field(False, description="add each model's steering regime")
+    behaviour: bool = Field(False, description="add each model's MTI Compliance profile")
     statistics: Statistics = Field(default_factory=Statistics)
     executor: Executor = Field(default_factory=Executor)
 
