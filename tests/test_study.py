@@ -242,3 +242,38 @@ def test_model_map_coordinates_recover_distances():
     d = cdist(points, points)
     coords = mds_coords(d, seed=0)
     assert np.abs(cdist(coords, coords) - d).max() < 0.05
+
+
+def test_study_adds_steering_and_behaviour(tiny_models, tmp_path):
+    out = tmp_path / "out"
+    spec = parse_study(_yaml(tiny_models, out, archs=("llama", "qwen2", "mistral"),
+                             extra="steering: true\nbehaviour: true\n"))
+    res = run_study_spec(spec)
+    assert not res["failed"]
+    desc = artefacts.read_csv(out / "descriptors.csv")
+    regimes = {"surgical", "repetitive collapse", "explosive"}
+    assert all(d["steering_regime_reference"] in regimes for d in desc)
+    job = out / "jobs" / desc[0]["job"]
+    manifest = json.loads((job / "manifest.json").read_text())
+    assert {"steering.json", "behaviour/profile.json"} <= set(manifest["artefacts"])
+    [link] = json.loads((out / "behaviour_link.json").read_text())
+    # Random tiny models answer nothing right, so facets may be undefined: then they are
+    # dropped with a reason and the caveat says no test was run.
+    assert set(link["facets_by_model"]) == {"llama", "qwen2", "mistral"}
+    assert link["n_models"] + len(link["dropped"]) == 3 and link["caveat"]
+    if link["n_models"] == 3:
+        assert link["min_p"] == pytest.approx(1 / 6) and link["p_exact"] is not None
+    html = (out / "report.html").read_text()
+    assert "Behaviour and geometry" in html and "steering regime" in html
+
+
+def test_run_steering_flag(tiny_models, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", "--model", str(tiny_models["llama"]), "--out", str(out),
+                                 "--steering", "--permutations", "50", "--bootstrap", "20"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "llama" / "metrics.json").read_text())
+    assert metrics["steering_regime_perplexity"] in {"surgical", "repetitive collapse",
+                                                     "explosive"}
+    assert (out / "llama" / "steering.json").exists()
+    assert "steering regime" in (out / "report.html").read_text()

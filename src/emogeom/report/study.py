@@ -12,6 +12,11 @@ from emogeom.report import figures
 from emogeom.report.html import _CSS, _img, _num, _png, _table
 
 
+def _text(value: object) -> str | None:
+    """A JSON number as the text ``_num`` formats (None stays None)."""
+    return None if value is None else str(value)
+
+
 def _group_matrix(labels: list[str], rows: list[dict[str, str]]) -> tuple[np.ndarray, ...]:
     """ρ, CI bounds and p as label × label matrices from ``models`` comparison rows."""
     index = {s: i for i, s in enumerate(labels)}
@@ -110,6 +115,23 @@ def build_study_report(out: str | Path) -> Path:
           _num(r["p_perm"], ".3g")] for r in factor_rows]
     ) if factor_rows else "<p class='note'>One precision and one preset: no factor rows.</p>"
 
+    behaviour_html = ""
+    if (out / "behaviour_link.json").exists():
+        parts = []
+        for link in art.read_json(out / "behaviour_link.json"):
+            facets = link.get("facets_by_model", {})
+            parts.append(
+                f"<h3>{escape(link['precision'])}, preset {escape(link['preset'])}</h3>"
+                + _table(["model", "formal compliance", "stance hold (1 − flip rate)"],
+                         [[m, _num(_text(f.get("formal_compliance"))),
+                           _num(_text(f.get("stance_hold")))] for m, f in facets.items()])
+                + f"<p>Mantel (behaviour distance vs 1 − ρ), {link['n_models']} models: "
+                  f"r = {_num(_text(link.get('rho')))}, p = {_num(_text(link.get('p')), '.3g')}"
+                  f", exact p = {_num(_text(link.get('p_exact')), '.3g')}</p>"
+                + (f"<p class='note'>{escape(link['caveat'])}</p>" if link.get("caveat")
+                   else ""))
+        behaviour_html = "<h2>Behaviour and geometry</h2>" + "".join(parts)
+
     maps = []
     for d in desc:
         folder = out / "jobs" / d["job"]
@@ -144,6 +166,7 @@ best-layer RDMs, stimulus-bootstrap CI, Mantel permutation p. Model map: dendrog
 linkage) and metric MDS of 1 − ρ.</p>
 <h2>Base ↔ instruct</h2>{bi_html}
 <h2>Precision and preset</h2>{factor_html}
+{behaviour_html}
 <h2>Emotion maps</h2>{''.join(maps)}
 <h2>Notes</h2><ul><li>{escape(index.get('norms', ''))}</li>
 <li>Every number traces to a job folder under jobs/ (manifest.json: inputs, settings, hashes)

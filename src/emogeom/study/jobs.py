@@ -72,6 +72,8 @@ def job_settings(spec: StudySpec, preset: str, precision: str,
         n_splits=st.splits, n_perm=st.permutations, n_boot=st.bootstrap, ci_level=st.ci_level,
         method=st.method, seed=st.seed, trust_remote_code=entry.trust_remote_code,
         steering=spec.steering,
+        # Behaviour depends on the model and precision, not the preset: probe it once.
+        behaviour=spec.behaviour and preset == spec.presets[0],
     )
 
 
@@ -156,23 +158,52 @@ def compute_job(job: Job, inputs: Inputs, references: dict[str, np.ndarray],
     if job.settings.steering:
         steering = add_steering(job.source, job.settings, metrics, arrays,
                                 list(inputs.corpus.emotions), console, job.entry.revision)
+    behaviour = None
+    if job.settings.behaviour:
+        behaviour = probe_behaviour(job, console)
+        metrics.update({f"behaviour_{k}": v for k, v in behaviour["facets"].items()})
     return {"states": states, "metrics": metrics, "arrays": arrays, "info": info,
-            "steering": steering,
+            "steering": steering, "behaviour": behaviour,
             "timings": {"seconds": time.time() - started, "extract_seconds": extract_s}}
 
 
+def probe_behaviour(job: Job, console=None) -> dict[str, Any]:
+    """MTI Compliance profile of the job's model at its precision (greedy, the job's seed)."""
+    from emogeom.behavior.profile import behaviour_profile
+    from emogeom.study.pipeline import _load
+
+    lm = _load(job.source, job.settings, console, job.entry.revision)
+    if console is not None:
+        console.print(f"{job.label}: behaviour probes ({job.settings.behaviour_tokens} new "
+                      "tokens per reply)")
+    profile = behaviour_profile(lm, seed=job.settings.seed,
+                                max_new_tokens=job.settings.behaviour_tokens)
+    profile["model_info"] = lm.info
+    return profile
+
+
 def write_job(job: Job, inputs: Inputs, payload: dict[str, Any]) -> None:
-    """Write a computed job's artefacts (manifest last); clears an earlier failure record."""
+    """Write a computed job's artefacts (manifest last, with every file's checksum); clears
+    an earlier failure record."""
     for stale in ("manifest.json", "failed.json"):
         (job.folder / stale).unlink(missing_ok=True)
+    more = []
     if payload.get("steering") is not None:
         io.write_json(job.folder / "steering.json", payload["steering"])
+        more.append("steering.json")
+    if payload.get("behaviour") is not None:
+        from emogeom.behavior.profile import save_profile
+
+        profile = dict(payload["behaviour"])
+        save_profile(profile, job.folder / "behaviour", profile.pop("model_info"))
+        more += ["behaviour/profile.json", "behaviour/dialogues.jsonl"]
     write_model(job.folder, payload["states"], payload["metrics"], payload["arrays"],
                 payload["info"], inputs.corpus, inputs.neutral, job.settings,
                 payload["timings"],
                 extra={"job": {"label": job.label, "family": job.entry.family,
                                "variant": job.entry.variant, "precision": job.precision,
-                               "preset": job.preset, "hash": job.hash, "key": job.key}})
+                               "preset": job.preset, "hash": job.hash, "key": job.key}},
+                more_artefacts=more)
 
 
 def record_failure(job: Job, error: BaseException) -> None:

@@ -74,6 +74,8 @@ class RunSettings:
     trust_remote_code: bool = False
     steering: bool = False
     steering_tokens: int = 40
+    behaviour: bool = False
+    behaviour_tokens: int = 64
 
 
     @classmethod
@@ -260,6 +262,7 @@ def write_model(
     folder: Path, states: dict[str, np.ndarray], metrics: dict[str, Any],
     arrays: dict[str, np.ndarray], info: dict[str, Any], corpus: Corpus, neutral: Corpus,
     settings: RunSettings, timings: dict[str, float], extra: dict[str, Any] | None = None,
+    more_artefacts: list[str] | None = None,
 ) -> None:
     """Write one model's artefacts, each atomically; ``manifest.json`` goes last and holds
     the sha256 of every other file, so a folder without it is unfinished."""
@@ -281,7 +284,7 @@ def write_model(
     }
     io.write_json(folder / "metrics.json", metrics)
     io.write_rdm_csv(folder / "rdm.csv", arrays["rdms"][best], emotions)
-    for name in ("metrics.json", "rdm.csv"):
+    for name in ("metrics.json", "rdm.csv", *(more_artefacts or [])):
         hashes[name] = io.file_sha256(folder / name)
     manifest = {
         "emogeom": emogeom.__version__,

@@ -203,6 +203,8 @@ def finish_study(spec: StudySpec, plan: list[Job], inputs: dict[str, Inputs],
     io.write_csv(out / "base_instruct.csv", BASE_INSTRUCT_COLUMNS,
                  [[_cell(r.get(c)) for c in BASE_INSTRUCT_COLUMNS]
                   for r in base_instruct_rows(spec, rows)])
+    if spec.behaviour:
+        io.write_json(out / "behaviour_link.json", behaviour_links(spec, done, rows))
     report = build_study_report(out)
     return {"report": report, "done": [j.name for j in done],
             "missing": [j.name for j in plan if j not in done], "comparisons": rows}
@@ -273,6 +275,32 @@ def _cross_preset(a: Job, b: Job, results: dict[str, ModelResult],
     return {"model_a": a.label, "model_b": b.label, "layer_a": ra.metrics["best_layer"],
             "layer_b": rb.metrics["best_layer"], "method": a.settings.method, "rho": rho,
             "p_perm": p}
+
+
+def behaviour_links(spec: StudySpec, done: list[Job],
+                    rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per precision: the models' facet profiles and the Mantel test between behaviour
+    distance and geometry dissimilarity (1 − ρ at the first preset), with its small-n
+    caveat."""
+    from emogeom.behavior.link import link_behaviour_geometry
+
+    preset = spec.presets[0]
+    links = []
+    for precision in spec.precisions:
+        profiles = {}
+        for job in done:
+            path = job.folder / "behaviour" / "profile.json"
+            if job.precision == precision and job.preset == preset and path.exists():
+                profiles[job.label] = io.read_json(path)
+        rho = {(r["model_a"], r["model_b"]): r["rho"] for r in rows
+               if r["kind"] == "models" and r["precision_a"] == precision
+               and r["preset_a"] == preset}
+        link = link_behaviour_geometry(profiles, rho, "spearman",
+                                       spec.statistics.permutations, spec.statistics.seed)
+        link.update(precision=precision, preset=preset,
+                    facets_by_model={k: v["facets"] for k, v in profiles.items()})
+        links.append(link)
+    return links
 
 
 BASE_INSTRUCT_COLUMNS = ["family", "precision", "preset", "base", "instruct", "layer_base",
