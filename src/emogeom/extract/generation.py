@@ -15,7 +15,6 @@ answers a bare instruction ending in "." with end-of-turn at once, and writes af
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -26,7 +25,7 @@ import torch
 from emogeom.emotions import EMOTIONS, NEUTRAL
 from emogeom.errors import EmogeomError
 from emogeom.extract.batching import pad_batch, token_budget_batches
-from emogeom.extract.pooled import NonFiniteActivations, _StopForward, backbone, decoder_layers
+from emogeom.extract.pooled import decoder_layers, pool_blocks
 from emogeom.geometry.vectors import class_means
 from emogeom.models.generate import format_prompt
 from emogeom.models.loading import LoadedModel
@@ -281,44 +280,22 @@ def extract_generated(
     """Block outputs of every layer pooled over each sequence's generated part
     (``starts[i]`` to its end): {position: float32 [L, N, d]} for all three token positions,
     from one forward pass per batch (same hooks and layer definition as ``extract_pooled``)."""
-    blocks = decoder_layers(model)
-    n_layers = len(blocks)
+    n_layers = len(decoder_layers(model))
     d = model.config.get_text_config().hidden_size
     out = np.zeros((len(TOKEN_POSITIONS), n_layers, len(sequences), d), dtype=np.float32)
-    device = next(model.parameters()).device
-    state: dict = {}
 
-    def make_hook(layer: int):
-        def hook(_module, _inputs, output):
-            hidden = output[0] if isinstance(output, tuple) else output
-            pooled = torch.einsum("pbt,btd->pbd", state["w"], hidden.float())
-            if not torch.isfinite(pooled).all():
-                raise NonFiniteActivations(
-                    f"layer {layer} produced non-finite activations at dtype {hidden.dtype} "
-                    "(overflow?): use bf16 or fp32")
-            out[:, layer, state["rows"]] = pooled.cpu().numpy()
-            if layer == n_layers - 1:
-                raise _StopForward
-        return hook
+    def batches():
+        for batch in token_budget_batches([len(s) for s in sequences], max_batch_tokens):
+            seqs = [list(sequences[i]) for i in batch]
+            input_ids, mask, positions = pad_batch(seqs, pad_id, "right")
+            yield (np.array(batch), input_ids, mask, positions,
+                   span_weights([len(s) for s in seqs], [starts[i] for i in batch],
+                                [len(s) for s in seqs], input_ids.shape[1]))
 
-    handles = [blocks[i].register_forward_hook(make_hook(i)) for i in range(n_layers)]
-    base = backbone(model)
-    try:
-        with torch.inference_mode():
-            for batch in token_budget_batches([len(s) for s in sequences], max_batch_tokens):
-                seqs = [list(sequences[i]) for i in batch]
-                input_ids, mask, positions = pad_batch(seqs, pad_id, "right")
-                state["rows"] = np.array(batch)
-                state["w"] = span_weights([len(s) for s in seqs], [starts[i] for i in batch],
-                                          [len(s) for s in seqs], input_ids.shape[1]).to(device)
-                with contextlib.suppress(_StopForward):
-                    base(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                         position_ids=positions.to(device), use_cache=False)
-                if on_batch is not None:
-                    on_batch(len(batch))
-    finally:
-        for h in handles:
-            h.remove()
+    def store(layer: int, rows: np.ndarray, pooled: np.ndarray) -> None:
+        out[:, layer, rows] = pooled
+
+    pool_blocks(model, range(n_layers), batches(), store, on_batch)
     return {pos: out[k] for k, pos in enumerate(TOKEN_POSITIONS)}
 
 

@@ -9,7 +9,7 @@ forward stops after the deepest layer requested (the LM head never runs).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -80,6 +80,53 @@ def pooling_weights(
     return w / w.sum(dim=1, keepdim=True)
 
 
+Batch = tuple[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def pool_blocks(
+    model: torch.nn.Module, wanted: Sequence[int], batches: Iterable[Batch],
+    store: Callable[[int, np.ndarray, np.ndarray], None],
+    on_batch: Callable[[int], None] | None = None,
+) -> None:
+    """Run batches ``(rows, input_ids, mask, positions, weights [..., B, T])`` through the
+    decoder stack; a hook on each block in ``wanted`` pools its output with the weights and
+    calls ``store(layer, rows, pooled [..., B, d])``. The forward stops after the deepest
+    wanted block; hooks are removed however it ends."""
+    blocks = decoder_layers(model)
+    deepest = max(wanted)
+    device = next(model.parameters()).device
+    state: dict = {}
+
+    def make_hook(layer: int):
+        def hook(_module, _inputs, output):
+            hidden = output[0] if isinstance(output, tuple) else output
+            pooled = torch.einsum("...bt,btd->...bd", state["weights"], hidden.float())
+            if not torch.isfinite(pooled).all():
+                raise NonFiniteActivations(
+                    f"layer {layer} produced non-finite activations at dtype "
+                    f"{hidden.dtype} (overflow?): use --dtype bf16 or fp32"
+                )
+            store(layer, state["rows"], pooled.cpu().numpy())
+            if layer == deepest:
+                raise _StopForward
+        return hook
+
+    handles = [blocks[layer].register_forward_hook(make_hook(layer)) for layer in wanted]
+    base = backbone(model)
+    try:
+        with torch.inference_mode():
+            for rows, input_ids, mask, positions, weights in batches:
+                state["rows"], state["weights"] = rows, weights.to(device)
+                with contextlib.suppress(_StopForward):
+                    base(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                         position_ids=positions.to(device), use_cache=False)
+                if on_batch is not None:
+                    on_batch(len(rows))
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def extract_pooled(
     model: torch.nn.Module,
     tokenizer,
@@ -108,42 +155,19 @@ def extract_pooled(
         raise EmogeomError(f"layers must lie in 0..{len(blocks) - 1}, got {list(layers)}")
     side = padding_side or getattr(tokenizer, "padding_side", "right") or "right"
     ids = [tokenizer(t, add_special_tokens=add_special_tokens)["input_ids"] for t in texts]
-    device = next(model.parameters()).device
     d = model.config.get_text_config().hidden_size
     out = np.zeros((len(wanted), len(texts), d), dtype=np.float32)
     slot = {layer: k for k, layer in enumerate(wanted)}
-    state: dict = {}
 
-    def make_hook(layer: int):
-        def hook(_module, _inputs, output):
-            hidden = output[0] if isinstance(output, tuple) else output
-            pooled = torch.einsum("bt,btd->bd", state["weights"], hidden.float())
-            if not torch.isfinite(pooled).all():
-                raise NonFiniteActivations(
-                    f"layer {layer} produced non-finite activations at dtype "
-                    f"{hidden.dtype} (overflow?): use --dtype bf16 or fp32"
-                )
-            out[slot[layer], state["rows"]] = pooled.cpu().numpy()
-            if layer == wanted[-1]:
-                raise _StopForward
-        return hook
+    def batches():
+        for batch in token_budget_batches([len(x) for x in ids], max_batch_tokens):
+            input_ids, mask, positions = pad_batch([ids[i] for i in batch],
+                                                   tokenizer.pad_token_id, side)
+            yield (np.array(batch), input_ids, mask, positions,
+                   pooling_weights(mask, positions, pooling, mean_start))
 
-    handles = [blocks[layer].register_forward_hook(make_hook(layer)) for layer in wanted]
-    base = backbone(model)
-    try:
-        with torch.inference_mode():
-            for batch in token_budget_batches([len(x) for x in ids], max_batch_tokens):
-                input_ids, mask, positions = pad_batch(
-                    [ids[i] for i in batch], tokenizer.pad_token_id, side
-                )
-                state["rows"] = np.array(batch)
-                state["weights"] = pooling_weights(mask, positions, pooling, mean_start).to(device)
-                with contextlib.suppress(_StopForward):
-                    base(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                         position_ids=positions.to(device), use_cache=False)
-                if on_batch is not None:
-                    on_batch(len(batch))
-    finally:
-        for h in handles:
-            h.remove()
+    def store(layer: int, rows: np.ndarray, pooled: np.ndarray) -> None:
+        out[slot[layer], rows] = pooled
+
+    pool_blocks(model, wanted, batches(), store, on_batch)
     return out

@@ -88,25 +88,16 @@ class StudySpec(BaseModel):
     statistics: Statistics = Field(default_factory=Statistics)
     executor: Executor = Field(default_factory=Executor)
 
-    @field_validator("precisions")
+    @field_validator("precisions", "presets")
     @classmethod
-    def _known_precisions(cls, value: list[str]) -> list[str]:
-        known = _precisions()
+    def _known(cls, value: list[str], info) -> list[str]:
+        known = _precisions() if info.field_name == "precisions" else tuple(PRESETS)
+        what = info.field_name.removesuffix("s")
         bad = [p for p in value if p not in known]
         if bad:
-            raise ValueError(f"unknown precision {bad[0]!r} (use: {', '.join(known)})")
+            raise ValueError(f"unknown {what} {bad[0]!r} (use: {', '.join(known)})")
         if len(set(value)) != len(value):
-            raise ValueError("a precision is listed twice")
-        return value
-
-    @field_validator("presets")
-    @classmethod
-    def _known_presets(cls, value: list[str]) -> list[str]:
-        bad = [p for p in value if p not in PRESETS]
-        if bad:
-            raise ValueError(f"unknown preset {bad[0]!r} (use: {', '.join(PRESETS)})")
-        if len(set(value)) != len(value):
-            raise ValueError("a preset is listed twice")
+            raise ValueError(f"a {what} is listed twice")
         return value
 
     @model_validator(mode="after")
