@@ -95,3 +95,26 @@ def test_gemma_fp16_overflow_and_smollm_int8():
     a = extract_pooled(fp32.model, fp32.tokenizer, texts, layers=[0, 15])
     b = extract_pooled(q.model, q.tokenizer, texts, layers=[0, 15])
     assert _cos(a, b).min() > 0.9
+
+
+def test_precision_command_refuses_int4_before_any_work(tiny_models, tmp_path, monkeypatch):
+    from emogeom.models.precision import bitsandbytes_ready
+
+    if bitsandbytes_ready():
+        pytest.skip("int4 has a path on this machine")
+    from typer.testing import CliRunner
+
+    import emogeom.study.drift as drift
+    from emogeom.cli import app
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded before the bad precision was refused")
+
+    monkeypatch.setattr(drift, "load_model", no_loading)
+    out = tmp_path / "drift"
+    res = CliRunner().invoke(app, ["precision", "-m", str(tiny_models["llama"]), "--dtypes",
+                                   "fp32,int4", "--per-emotion", "2", "--out", str(out)])
+    assert res.exit_code == 2
+    text = (res.stderr or res.output).strip()
+    assert text.startswith("error: int4 has no CPU path") and "[bold" not in text, text
+    assert not out.exists()

@@ -221,7 +221,11 @@ def test_each_regime_is_reachable_with_the_perplexity_rule():
             {"strength": 0.8, "regime_reference": "explosive"},
             {"strength": 0.4, "regime_reference": "repetitive collapse"}]
     assert regime.overall([(r["strength"], r["regime_reference"]) for r in rows]) == {
-        "regime": "explosive", "onset_strength": 0.4}
+        "regime": "explosive", "onset_strength": 0.4, "baseline_regime": "surgical"}
+    # A model that loops unsteered: α = 0 is reported apart, never as the onset.
+    looping = [(0.0, "repetitive collapse"), (0.2, "surgical"), (0.4, "explosive")]
+    assert regime.overall(looping) == {"regime": "explosive", "onset_strength": 0.4,
+                                       "baseline_regime": "repetitive collapse"}
 
 
 def test_summarise_groups_by_strength():
@@ -237,7 +241,8 @@ def test_summarise_groups_by_strength():
     assert rows[0]["regime_reference"] == rows[0]["regime_perplexity"] == "surgical"
     assert rows[1]["share_short"] == 1.0 and rows[1]["regime_reference"] == "explosive"
     assert rows[1]["median_perplexity_ratio"] == 8.0 and rows[1]["mean_emotion_shift"] == 3.0
-    assert regime.regimes(rows)["perplexity"] == {"regime": "explosive", "onset_strength": 1.0}
+    assert regime.regimes(rows)["perplexity"] == {"regime": "explosive", "onset_strength": 1.0,
+                                                  "baseline_regime": "surgical"}
 
 
 # --- model-based scores, dose grid, CLI ----------------------------------------------------------

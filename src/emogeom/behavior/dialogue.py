@@ -20,7 +20,7 @@ from emogeom.models.loading import LoadedModel
 FORMATS = ("auto", "chat", "raw")
 RAW_PREAMBLE = ("The following is a conversation between a user and a helpful assistant. "
                 "The assistant answers the user's messages.\n\n")
-_NEXT_TURN = re.compile(r"(?:\b(?:User|USER|user)\s*:)|(?:\n\s*(?:Assistant|ASSISTANT)\s*:)")
+_NEXT_TURN = re.compile(r"(?:^|\n)\s*(?:User|USER|user|Assistant|ASSISTANT)\s*:")
 
 Message = dict[str, str]
 

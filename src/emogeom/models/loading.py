@@ -152,6 +152,16 @@ def _ensure_pad(tokenizer: Any) -> None:
         tokenizer.pad_token = fallback
 
 
+def load_dtype(dtype: str) -> torch.dtype:
+    """The torch dtype weights load in: the dtype itself; fp32 for the CPU int8 path (it
+    quantises after loading); fp16 around bitsandbytes (what LLM.int8 and NF4 assume)."""
+    if dtype in DTYPES:
+        return DTYPES[dtype]
+    from emogeom.models.precision import INT8_CPU, quantisation_path
+
+    return torch.float32 if quantisation_path(dtype) == INT8_CPU else torch.float16
+
+
 def load_model(
     spec: str | ModelSource,
     dtype: str = "fp32",
@@ -199,7 +209,7 @@ def load_model(
             name, trust_remote_code=trust_remote_code, **kwargs
         )
         model = AutoModelForCausalLM.from_pretrained(
-            name, dtype=DTYPES.get(dtype, torch.float32), trust_remote_code=trust_remote_code,
+            name, dtype=load_dtype(dtype), trust_remote_code=trust_remote_code,
             attn_implementation=attn_implementation, **kwargs, **quant_kwargs,
         )
     except OSError as exc:

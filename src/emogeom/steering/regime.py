@@ -73,11 +73,14 @@ def perplexity_regime(ratios: Sequence[float]) -> str:
 
 
 def overall(regimes_by_strength: Sequence[tuple[float, str]]) -> dict:
-    """Summary over a dose grid: the regime at the strongest strength and the smallest
-    strength whose regime is not surgical (None if all are)."""
+    """Summary over a dose grid: the regime at the strongest strength, the smallest non-zero
+    strength whose regime is not surgical (None if all are), and the unsteered (α = 0)
+    regime, reported apart: a model that already loops unsteered has no steering onset at 0."""
     ordered = sorted(regimes_by_strength, key=lambda x: abs(x[0]))
-    onset = next((s for s, r in ordered if r != SURGICAL), None)
-    return {"regime": ordered[-1][1] if ordered else None, "onset_strength": onset}
+    onset = next((s for s, r in ordered if s != 0 and r != SURGICAL), None)
+    baseline = next((r for s, r in ordered if s == 0), None)
+    return {"regime": ordered[-1][1] if ordered else None, "onset_strength": onset,
+            "baseline_regime": baseline}
 
 
 def _mean(values: Sequence[float]) -> float:

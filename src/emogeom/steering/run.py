@@ -199,5 +199,6 @@ def steering_regime(
             "onset_reference": reg["reference"]["onset_strength"],
             "regime_perplexity": reg["perplexity"]["regime"],
             "onset_perplexity": reg["perplexity"]["onset_strength"],
+            "unsteered_regime_reference": reg["reference"]["baseline_regime"],
             "thresholds": reg["thresholds"], "dose": rows,
             "samples": [{k: r[k] for k in ("scenario", "strength", "output")} for r in records]}

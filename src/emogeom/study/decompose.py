@@ -118,8 +118,11 @@ def compare_sets(
     if boot is not None:
         bx, by = boot[x.name][0], boot[y.name][0]
         samples = rowwise_spearman(upper(bx[:, ix][:, :, ix]), upper(by[:, iy][:, :, iy]))
-        samples = np.nan_to_num(samples, nan=0.0)  # a constant replicate RDM scores 0
-        row["ci_low"], row["ci_high"] = (float(v) for v in percentile_ci(samples, level))
+        finite = np.isfinite(samples)  # a constant replicate RDM has no ρ: left out, counted
+        row["boot_undefined"] = int((~finite).sum())
+        samples = samples[finite]
+        row["ci_low"], row["ci_high"] = ((float(v) for v in percentile_ci(samples, level))
+                                         if samples.size else (float("nan"),) * 2)
         row["rho_samples"] = samples
     return row
 

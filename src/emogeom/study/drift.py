@@ -25,7 +25,7 @@ from emogeom.errors import EmogeomError
 from emogeom.extract import NonFiniteActivations, extract_pooled
 from emogeom.geometry import cosine_rdm, emotion_vectors, rowwise_spearman, upper
 from emogeom.models import DTYPES, load_model
-from emogeom.models.precision import QUANTISED
+from emogeom.models.precision import QUANTISED, quantisation_path
 from emogeom.stimuli import load_corpus
 from emogeom.study.decompose import _bar, output_folder
 
@@ -102,6 +102,8 @@ def run_precision(
     dtypes = parse_dtypes(",".join(dtypes))
     if per_emotion is not None and per_emotion < 2:
         raise EmogeomError("--per-emotion must be at least 2 (vectors need 2 stories each)")
+    for dt in dtypes:  # an unsupported path fails now, before any extraction
+        quantisation_path(dt)
     folder = output_folder(out, "precision", model)
     corpus = load_corpus(per_emotion=per_emotion)
     emotions = list(corpus.emotions)

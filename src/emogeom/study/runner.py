@@ -163,7 +163,7 @@ def run_study_spec(
     work = [(job, inputs[job.preset], refs[job.preset]) for job in todo]
     if kind == "ray":
         run_ray(work, on_done, on_failed, address or ex.address, ex.num_cpus, ex.num_gpus,
-                max_in_flight=jobs)
+                max_in_flight=jobs or (ex.jobs if ex.jobs > 1 else None))
     elif kind == "local":
         run_local(work, on_done, on_failed, n_jobs, console if n_jobs <= 1 else None)
     else:
