@@ -132,9 +132,12 @@ def build_study_report(out: str | Path) -> Path:
                    else ""))
         behaviour_html = "<h2>Behaviour and geometry</h2>" + "".join(parts)
 
-    maps = []
+    maps, notes = [], []
     for d in desc:
         folder = out / "jobs" / d["job"]
+        note = art.read_json(folder / "manifest.json")["model"].get("note")
+        if note and f"{d['label']}: {note}." not in notes:
+            notes.append(f"{d['label']}: {note}.")
         tensors, meta = art.read_tensors(folder / "vectors.safetensors")
         best = int(d["best_layer"])
         rdm, emotions = art.read_rdm_csv(folder / "rdm.csv")
@@ -168,7 +171,8 @@ linkage) and metric MDS of 1 − ρ.</p>
 <h2>Precision and preset</h2>{factor_html}
 {behaviour_html}
 <h2>Emotion maps</h2>{''.join(maps)}
-<h2>Notes</h2><ul><li>{escape(index.get('norms', ''))}</li>
+<h2>Notes</h2><ul>{''.join(f"<li>{escape(n)}</li>" for n in notes)}
+<li>{escape(index.get('norms', ''))}</li>
 <li>Every number traces to a job folder under jobs/ (manifest.json: inputs, settings, hashes)
 and to comparisons.csv.</li></ul>
 </body></html>"""
