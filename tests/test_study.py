@@ -135,6 +135,17 @@ def test_job_hash_follows_inputs(tiny_models, tmp_path):
     # The output folder and the statistics used only between models do not change a job.
     assert hashes(base) == hashes(base.replace(str(tmp_path / "o"), str(tmp_path / "p")))
     assert hashes(base) == hashes(base.replace("bootstrap: 40", "bootstrap: 10"))
+    # The same corpus at two paths: same job; another corpus: another job.
+    from emogeom.stimuli.corpus import default_corpus_path
+
+    for name in ("a.jsonl", "b.jsonl"):
+        (tmp_path / name).write_bytes(default_corpus_path().read_bytes())
+    assert hashes(base + f"corpus: {tmp_path / 'a.jsonl'}\n") == \
+        hashes(base + f"corpus: {tmp_path / 'b.jsonl'}\n")
+    (tmp_path / "b.jsonl").write_text((tmp_path / "b.jsonl").read_text().replace(
+        "The ", "A ", 1))
+    assert hashes(base + f"corpus: {tmp_path / 'a.jsonl'}\n") != \
+        hashes(base + f"corpus: {tmp_path / 'b.jsonl'}\n")
     # Same weights at another path: same job; changed weights: another job.
     import shutil
 

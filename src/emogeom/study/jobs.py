@@ -30,8 +30,9 @@ from emogeom.study.pipeline import (
 from emogeom.study.provenance import job_hash, model_fingerprint
 from emogeom.study.spec import ModelEntry, StudySpec
 
-# Settings that cannot change a job's numbers, left out of its key.
-_NOT_IN_KEY = ("models", "out", "method", "n_boot", "ci_level")
+# Settings that cannot change a job's numbers, left out of its key (the corpus and neutral
+# files enter by content hash, not by path).
+_NOT_IN_KEY = ("models", "out", "method", "n_boot", "ci_level", "corpus", "neutral")
 
 
 @dataclass(frozen=True)
