@@ -54,9 +54,9 @@ def study_run(
     from emogeom.artefacts import read_csv
 
     table = Table(title=f"study {spec.name}: emotion geometry per job")
-    for col in ("model", "precision", "preset", "best layer", "anisotropy", "RDM std",
-                "reliability", "ρ human VA"):
-        table.add_column(col, justify="left" if col == "model" else "right")
+    table.add_column("model", overflow="fold")
+    for col in ("dtype", "preset", "layer", "aniso.", "RDM sd", "reliab.", "ρ VA"):
+        table.add_column(col, justify="right", overflow="fold")
     for d in read_csv(spec.out_dir / "descriptors.csv"):
         table.add_row(d["label"], d["precision"], d["preset"],
                       f"{d['best_layer']} / {d['n_layers']}", f"{float(d['anisotropy']):.3f}",
