@@ -7,6 +7,7 @@ it lists has the recorded sha256; anything less is recomputed.
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,13 +19,14 @@ import emogeom
 from emogeom import artefacts as io
 from emogeom.errors import EmogeomError
 from emogeom.models import resolve_model
-from emogeom.models.loading import ModelSource, slugify
+from emogeom.models.loading import LoadedModel, ModelSource, slugify
 from emogeom.stimuli import Corpus, load_corpus, load_neutral_sentences
 from emogeom.study.pipeline import (
     RunSettings,
     add_steering,
     analyse,
-    extract_model,
+    extract_states,
+    load_for_run,
     write_model,
 )
 from emogeom.study.provenance import job_hash, model_fingerprint
@@ -147,33 +149,35 @@ def job_state(folder: Path) -> tuple[str, str]:
 
 def compute_job(job: Job, inputs: Inputs, references: dict[str, np.ndarray],
                 console=None) -> dict[str, Any]:
-    """Extract and analyse one job; returns everything ``write_job`` needs (arrays, metrics,
-    provenance). Pure of the output folder, so it can run on a Ray worker."""
+    """Extract and analyse one job (and steer and probe its model when asked), loading the
+    model once; returns everything ``write_job`` needs. Pure of the output folder, so it can
+    run on a Ray worker."""
     started = time.time()
-    states, info, extract_s = extract_model(
-        job.source, inputs.corpus, inputs.neutral, job.settings, console,
-        revision=job.entry.revision, chat_template=job.entry.chat_template)
+    lm = load_for_run(job.source, job.settings, console, job.entry.revision)
+    states = extract_states(lm, inputs.corpus, inputs.neutral, job.settings, console,
+                            job.entry.chat_template)
+    extract_s = time.time() - started
     metrics, arrays = analyse(states["stories"], states["neutral"], inputs.corpus,
                               job.settings, references)
-    steering = None
+    steering = behaviour = None
     if job.settings.steering:
-        steering = add_steering(job.source, job.settings, metrics, arrays,
-                                list(inputs.corpus.emotions), console, job.entry.revision)
-    behaviour = None
+        steering = add_steering(lm, job.settings, metrics, arrays,
+                                list(inputs.corpus.emotions), console)
     if job.settings.behaviour:
-        behaviour = probe_behaviour(job, console)
+        behaviour = probe_behaviour(lm, job, console)
         metrics.update({f"behaviour_{k}": v for k, v in behaviour["facets"].items()})
+    info = dict(lm.info, chat_template_policy=job.entry.chat_template)
+    del lm
+    gc.collect()
     return {"states": states, "metrics": metrics, "arrays": arrays, "info": info,
             "steering": steering, "behaviour": behaviour,
             "timings": {"seconds": time.time() - started, "extract_seconds": extract_s}}
 
 
-def probe_behaviour(job: Job, console=None) -> dict[str, Any]:
+def probe_behaviour(lm: LoadedModel, job: Job, console=None) -> dict[str, Any]:
     """MTI Compliance profile of the job's model at its precision (greedy, the job's seed)."""
     from emogeom.behavior.profile import behaviour_profile
-    from emogeom.study.pipeline import _load
 
-    lm = _load(job.source, job.settings, console, job.entry.revision)
     if console is not None:
         console.print(f"{job.label}: behaviour probes ({job.settings.behaviour_tokens} new "
                       "tokens per reply)")

@@ -24,7 +24,7 @@ from emogeom.emotions import NEUTRAL, NORMS_CITATION, valence_arousal, valence_g
 from emogeom.errors import EmogeomError
 from emogeom.extract import POOLINGS, extract_pooled
 from emogeom.models import DTYPES, load_model, resolve_model
-from emogeom.models.loading import ModelSource
+from emogeom.models.loading import LoadedModel, ModelSource
 from emogeom.models.precision import QUANTISED
 from emogeom.stats import (
     METHODS,
@@ -205,8 +205,9 @@ def analyse(
     return metrics, arrays
 
 
-def _load(source: ModelSource, settings: RunSettings, console: Console | None,
-          revision: str | None = None):
+def load_for_run(source: ModelSource, settings: RunSettings, console: Console | None,
+                 revision: str | None = None) -> LoadedModel:
+    """Load a model at the settings' dtype, with a spinner and a line when there is a console."""
     if console is None:
         return load_model(source, settings.dtype, revision=revision,
                           trust_remote_code=settings.trust_remote_code)
@@ -233,29 +234,23 @@ def story_texts(lm, texts: list[str], chat_template: str) -> tuple[list[str], bo
                                     add_generation_prompt=True) for t in texts], False
 
 
-def extract_model(
-    source: ModelSource, corpus: Corpus, neutral: Corpus, settings: RunSettings,
-    console: Console | None = None, revision: str | None = None, chat_template: str = "raw",
-) -> tuple[dict[str, np.ndarray], dict[str, Any], float]:
-    """Load one model and return pooled states {stories, neutral} [L, N, d], its provenance
-    info and the seconds spent."""
-    started = time.time()
-    lm = _load(source, settings, console, revision)
+def extract_states(
+    lm: LoadedModel, corpus: Corpus, neutral: Corpus, settings: RunSettings,
+    console: Console | None = None, chat_template: str = "raw",
+) -> dict[str, np.ndarray]:
+    """Pooled states {stories, neutral} [L, N, d] of a loaded model."""
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, disable=console is None) as bar:
         states = {}
         for name, part in (("stories", corpus), ("neutral", neutral)):
             texts, special = story_texts(lm, list(part.texts), chat_template)
-            task = bar.add_task(f"{source.slug}: {name}", total=len(texts))
+            task = bar.add_task(f"{lm.source.slug}: {name}", total=len(texts))
             states[name] = extract_pooled(
                 lm.model, lm.tokenizer, texts, settings.pooling, settings.mean_start,
                 max_batch_tokens=settings.max_batch_tokens, add_special_tokens=special,
                 on_batch=lambda n, t=task: bar.advance(t, n),
             )
-    info = dict(lm.info, chat_template_policy=chat_template)
-    del lm
-    gc.collect()
-    return states, info, time.time() - started
+    return states
 
 
 def write_model(
@@ -315,23 +310,19 @@ def load_result(folder: Path, slug: str) -> ModelResult:
 
 
 def add_steering(
-    source: ModelSource, settings: RunSettings, metrics: dict[str, Any],
+    lm: LoadedModel, settings: RunSettings, metrics: dict[str, Any],
     arrays: dict[str, np.ndarray], emotions: list[str], console: Console | None = None,
-    revision: str | None = None,
 ) -> dict[str, Any]:
     """Steer the model along its own best-layer vectors (both default scenarios, the default
     strength grid, greedy) and add both regimes to ``metrics``; returns the full record."""
     from emogeom.steering.run import steering_regime
 
     best = metrics["best_layer"]
-    lm = _load(source, settings, console, revision)
     if console is not None:
-        console.print(f"{source.slug}: steering at layer {best} "
+        console.print(f"{lm.source.slug}: steering at layer {best} "
                       f"({settings.steering_tokens} new tokens per output)")
     record = steering_regime(lm, arrays["vectors"][best], emotions, best,
                              max_new_tokens=settings.steering_tokens, seed=settings.seed)
-    del lm
-    gc.collect()
     for key in ("regime_reference", "onset_reference", "regime_perplexity",
                 "onset_perplexity"):
         metrics[f"steering_{key}"] = record[key]
@@ -342,14 +333,20 @@ def run_model(
     source: ModelSource, corpus: Corpus, neutral: Corpus, settings: RunSettings,
     console: Console | None, references: dict[str, np.ndarray] | None = None,
 ) -> ModelResult:
-    """Load one model, extract, analyse, and write its artefacts to OUT/<slug>/."""
+    """Load one model, extract, analyse (and steer), and write its artefacts to
+    OUT/<slug>/."""
     started = time.time()
-    states, info, extract_s = extract_model(source, corpus, neutral, settings, console)
+    lm = load_for_run(source, settings, console)
+    states = extract_states(lm, corpus, neutral, settings, console)
+    extract_s = time.time() - started
     metrics, arrays = analyse(states["stories"], states["neutral"], corpus, settings,
                               references)
     if settings.steering:
         io.write_json(Path(settings.out) / source.slug / "steering.json", add_steering(
-            source, settings, metrics, arrays, list(corpus.emotions), console))
+            lm, settings, metrics, arrays, list(corpus.emotions), console))
+    info = dict(lm.info, chat_template_policy="raw")
+    del lm
+    gc.collect()
     write_model(Path(settings.out) / source.slug, states, metrics, arrays, info, corpus,
                 neutral, settings, {"seconds": time.time() - started,
                                     "extract_seconds": extract_s})
