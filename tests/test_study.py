@@ -240,6 +240,11 @@ def test_bad_study_changes_nothing(tmp_path):
     assert result.exit_code == 2
     assert "unknown model 'no-such-model'" in (result.stderr or result.output)
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    good = _write(tmp_path, f"name: x\nout: {out}\nmodels: [{{id: smollm2-135m-instruct}}]\n",
+                  "good.yaml")
+    result = runner.invoke(app, ["study", "run", str(good), "--executor", "slurm"])
+    assert result.exit_code == 2 and "unknown executor 'slurm'" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
     missing = runner.invoke(app, ["study", "run", str(tmp_path / "absent.yaml")])
     assert missing.exit_code == 2 and "study file not found" in missing.output
 

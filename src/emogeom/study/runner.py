@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 
 import emogeom
 from emogeom import artefacts as io
@@ -128,13 +129,15 @@ def run_study_spec(
         raise EmogeomError(f"output {out} exists and is not a folder; choose another 'out'")
     ex = spec.executor
     kind = executor or ex.kind
+    if kind not in ("local", "ray"):
+        raise EmogeomError(f"unknown executor '{kind}' (use local or ray)")
     n_jobs = jobs or ex.jobs
     inputs, refs, skipped, plan = prepare(spec, console)
     states = {job.hash: job_state(job.folder) for job in plan}
     for job in plan:
         state, detail = states[job.hash]
         if state == "damaged" and console is not None:
-            console.print(f"[yellow]warning:[/] {job.name}: {detail}; recomputing",
+            console.print(f"[yellow]warning:[/] {job.name}: {escape(detail)}; recomputing",
                           soft_wrap=True)
     todo = [job for job in plan if states[job.hash][0] != "done"]
     _write_study_index(spec, plan, skipped)
@@ -158,17 +161,18 @@ def run_study_spec(
         record_failure(job, exc)
         failed.append(job.name)
         if console is not None:
-            console.print(f"[bold red]failed[/] {job.name}: {exc}", soft_wrap=True)
+            console.print(f"[bold red]failed[/] {job.name}: {escape(str(exc))}",
+                          soft_wrap=True)
 
     work = [(job, inputs[job.preset], refs[job.preset]) for job in todo]
     if kind == "ray":
         run_ray(work, on_done, on_failed, address or ex.address, ex.num_cpus, ex.num_gpus,
                 max_in_flight=jobs or (ex.jobs if ex.jobs > 1 else None))
-    elif kind == "local":
-        run_local(work, on_done, on_failed, n_jobs, console if n_jobs <= 1 else None)
     else:
-        raise EmogeomError(f"unknown executor '{kind}' (use local or ray)")
-    summary = finish_study(spec, plan, inputs, refs)
+        run_local(work, on_done, on_failed, n_jobs, console if n_jobs <= 1 else None)
+    done = {j.hash for j in plan if states[j.hash][0] == "done"}
+    done |= {j.hash for j in todo if j.name in computed}
+    summary = finish_study(spec, plan, inputs, refs, done)
     summary.update({"computed": computed, "failed": failed, "n_jobs": len(plan),
                     "skipped": len(plan) - len(todo)})
     return summary
@@ -187,13 +191,15 @@ def _write_study_index(spec: StudySpec, plan: list[Job], skipped: dict) -> None:
 
 
 def finish_study(spec: StudySpec, plan: list[Job], inputs: dict[str, Inputs],
-                 refs: dict[str, dict[str, np.ndarray]]) -> dict[str, Any]:
-    """Compare the finished jobs and write descriptors, comparisons, base↔instruct and the
-    report (jobs not done are left out and listed)."""
+                 refs: dict[str, dict[str, np.ndarray]],
+                 done_hashes: set[str] | None = None) -> dict[str, Any]:
+    """Compare the finished jobs (``done_hashes``, else checked on disk) and write
+    descriptors, comparisons, base↔instruct and the report (unfinished jobs are listed)."""
     from emogeom.report.study import build_study_report
 
     out = spec.out_dir
-    done = [j for j in plan if job_state(j.folder)[0] == "done"]
+    done = [j for j in plan if (j.hash in done_hashes if done_hashes is not None
+                                else job_state(j.folder)[0] == "done")]
     results = {j.hash: load_result(j.folder, j.label) for j in done}
     io.write_csv(out / "descriptors.csv", DESCRIPTOR_COLUMNS,
                  [[_cell(v) for v in _descriptor(j, results[j.hash])] for j in done])
