@@ -293,3 +293,21 @@ def test_run_steering_flag(tiny_models, tmp_path):
                                                      "explosive"}
     assert (out / "llama" / "steering.json").exists()
     assert "steering regime" in (out / "report.html").read_text()
+
+
+def test_chat_template_policy_wraps_stories(tiny_models):
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from emogeom.study.pipeline import story_texts
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_models["llama"]))
+    lm = SimpleNamespace(tokenizer=tok, source=SimpleNamespace(spec="tiny-llama"))
+    assert story_texts(lm, ["A story."], "raw") == (["A story."], True)
+    with pytest.raises(EmogeomError, match="has no chat template; use chat_template: raw"):
+        story_texts(lm, ["A story."], "chat")
+    tok.chat_template = ("{% for m in messages %}<s>[{{ m['role'] }}] {{ m['content'] }}"
+                         "{% endfor %}{% if add_generation_prompt %} [assistant]{% endif %}")
+    texts, special = story_texts(lm, ["A story."], "chat")
+    assert texts == ["<s>[user] A story. [assistant]"] and special is False
