@@ -281,6 +281,10 @@ def test_study_adds_steering_and_behaviour(tiny_models, tmp_path):
         assert link["min_p"] == pytest.approx(1 / 6) and link["p_exact"] is not None
     html = (out / "report.html").read_text()
     assert "Behaviour and geometry" in html and "steering regime" in html
+    printed = runner.invoke(app, ["study", "run", str(_write(tmp_path, _yaml(
+        tiny_models, out, archs=("llama", "qwen2", "mistral"),
+        extra="steering: true\nbehaviour: true\n")))])
+    assert printed.exit_code == 0 and "caveat:" in printed.output, printed.output
 
 
 def test_run_steering_flag(tiny_models, tmp_path):

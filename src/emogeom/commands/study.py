@@ -68,6 +68,14 @@ def study_run(
         console.print(f"{r['model_a']} vs {r['model_b']} ({r['precision_a']}, {r['preset_a']}):"
                       f" ρ = {r['rho']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}], "
                       f"p = {r['p_perm']:.3g}", soft_wrap=True)
+    link_file = spec.out_dir / "behaviour_link.json"
+    if spec.behaviour and link_file.exists():
+        from emogeom.artefacts import read_json
+        from emogeom.commands.behave import print_link
+
+        for link in read_json(link_file):
+            console.print(f"behaviour link at {link['precision']}, preset {link['preset']}:")
+            print_link(link, console)
     console.print(f"jobs: {res['n_jobs']} in the study, {res['skipped']} already done, "
                   f"{len(res['computed'])} computed, {len(res['failed'])} failed")
     console.print(f"report: {res['report']}  ({time.time() - started:.0f} s)")
