@@ -69,6 +69,13 @@ def _jsonable(x: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(x)}")
 
 
+def csv_cell(value: Any) -> str:
+    """CSV text: 6 significant digits for floats, empty for missing or NaN."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
 def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")

@@ -10,17 +10,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from emogeom.commands import fail
 from emogeom.errors import EmogeomError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Emotion geometry of language models.")
 console = Console(stderr=False)
 err = Console(stderr=True)
-
-
-def _fail(exc: Exception) -> None:
-    err.print(f"[bold red]error:[/] {exc}", soft_wrap=True, markup=True, highlight=False)
-    raise typer.Exit(2)
 
 
 @app.callback()
@@ -72,12 +68,12 @@ def run(
             trust_remote_code=trust_remote_code, steering=steering or None,
         )
     except EmogeomError as exc:
-        _fail(exc)
+        fail(exc)
     started = time.time()
     try:
         result = run_study(settings, console)
     except EmogeomError as exc:
-        _fail(exc)
+        fail(exc)
     table = Table(title="emotion geometry per model")
     table.add_column("model", no_wrap=True)
     cols = ["best layer", "anisotropy", "RDM std", "reliability", "|r| PC~val"]
@@ -124,7 +120,7 @@ def corpus_check(
     try:
         rep = check_corpus(file, load_synonyms(synonyms) if synonyms else None)
     except (EmogeomError, OSError, ValueError) as exc:
-        _fail(exc)
+        fail(exc)
     table = Table(title=f"corpus check: {file or 'shipped corpus'}")
     table.add_column("emotion", no_wrap=True)
     for col in ("stories", "mean tokens", "topics", "leaks"):
@@ -170,7 +166,7 @@ def corpus_generate(
                                   temperature, top_p,
                                   on_story=lambda n: bar.advance(task, n))
     except EmogeomError as exc:
-        _fail(exc)
+        fail(exc)
     console.print(f"wrote {result['kept']} stories to {result['out']}; dropped after retries "
                   f"(forbidden word used): {result['dropped'] or 'none'}")
 
@@ -188,7 +184,7 @@ def doctor(
     try:
         res = run_doctor(model, dtype, per_emotion, pooling)
     except EmogeomError as exc:
-        _fail(exc)
+        fail(exc)
     console.print(f"{res['model']}: dtype asked {res['dtype']}, loaded {res['dtype_loaded']}; "
                   f"{res['n_texts']} texts, pooling {pooling}", soft_wrap=True)
     if res["non_finite"]:
@@ -223,14 +219,14 @@ def report(out: Path = typer.Argument(..., help="A folder written by `emogeom ru
         try:
             console.print(f"report: {build_study_report(out)}")
         except (EmogeomError, OSError, KeyError, ValueError) as exc:
-            _fail(EmogeomError(f"cannot re-render {out}: {exc}"))
+            fail(EmogeomError(f"cannot re-render {out}: {exc}"))
         return
     if not out.is_dir() or not discover(out):
-        _fail(EmogeomError(f"{out} holds no model results (metrics.json); run `emogeom run`"))
+        fail(EmogeomError(f"{out} holds no model results (metrics.json); run `emogeom run`"))
     try:
         console.print(f"report: {build_report(out)}")
     except EmogeomError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 from emogeom.commands import behave, method, steer, study  # noqa: E402

@@ -12,10 +12,10 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from emogeom.behavior.link import link_behaviour_geometry
+from emogeom.commands import fail
 from emogeom.errors import EmogeomError
 
 __all__ = ["behaviour_profile", "link_behaviour_geometry", "print_link", "print_profile",
@@ -30,11 +30,6 @@ def behaviour_profile(lm: Any, **settings: Any) -> dict:
     from emogeom.behavior.profile import behaviour_profile as run
 
     return run(lm, **settings)
-
-
-def _fail(exc: Exception) -> None:
-    err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
-    raise typer.Exit(2)
 
 
 def _num(x: float | None, fmt: str = ".3f") -> str:
@@ -127,7 +122,7 @@ def register(app: typer.Typer) -> None:
             folder = out or Path("out") / "behave" / lm.source.slug
             files = save_profile(profile, folder, lm.info)
         except EmogeomError as exc:
-            _fail(exc)
+            fail(exc)
         print_profile(profile)
         console.print(f"saved: {', '.join(str(p) for p in files.values())} "
                       f"({profile['seconds']:.0f} s)", soft_wrap=True)

@@ -9,18 +9,13 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from emogeom.commands import fail
 from emogeom.errors import EmogeomError
 
 console = Console(stderr=False)
 err = Console(stderr=True)
-
-
-def _fail(exc: Exception) -> None:
-    err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
-    raise typer.Exit(2)
 
 
 def _f(x: float | None, digits: int = 3) -> str:
@@ -41,7 +36,7 @@ def precision(
     try:
         res = run_precision(model, parse_dtypes(dtypes), per_emotion, out, console)
     except EmogeomError as exc:
-        _fail(exc)
+        fail(exc)
     others = [d for d in res["dtypes"] if d != "fp32"]
     table = Table(title=f"precision drift vs fp32: {model} ({res['n_stimuli']} stories; "
                         "cells: state cos / vector cos / RDM ρ)")
@@ -94,7 +89,7 @@ def decompose(
                             loose_max_new_tokens, per_emotion, seed, permutations, bootstrap,
                             out, console, log=console.print)
     except EmogeomError as exc:
-        _fail(exc)
+        fail(exc)
     b, c = res["protocols"]["B"], res["protocols"]["C"]
     table = Table(title=f"method-effect decomposition: {model}")
     for col in ("layer", "sets", "emotions", "ρ", "95% CI", "perm p"):
@@ -139,7 +134,7 @@ def sensitivity(
         res = run_sensitivity(model, base, templates, samples, max_new_tokens, per_emotion,
                               seed, permutations, bootstrap, out, console, regenerate)
     except EmogeomError as exc:
-        _fail(exc)
+        fail(exc)
     p = res["base"]
     table = Table(title=f"sensitivity to one knob at a time: {model} (base {base}: "
                         f"{p.n_templates}x{p.stories}, {p.max_new_tokens} tokens, "

@@ -9,15 +9,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from emogeom.commands import fail
 from emogeom.errors import EmogeomError
 
 console = Console()
 err = Console(stderr=True)
-
-
-def _fail(exc: Exception) -> None:
-    err.print(f"[bold red]error:[/] {exc}", soft_wrap=True, highlight=False)
-    raise typer.Exit(2)
 
 
 def _load(file: Path):
@@ -26,7 +22,7 @@ def _load(file: Path):
     try:
         return load_study(file)
     except EmogeomError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 study_app = typer.Typer(no_args_is_help=True,
@@ -50,7 +46,7 @@ def study_run(
     try:
         res = run_study_spec(spec, executor, ray_address, jobs, console)
     except EmogeomError as exc:
-        _fail(exc)
+        fail(exc)
     from emogeom.artefacts import read_csv
 
     table = Table(title=f"study {spec.name}: emotion geometry per job")
@@ -94,7 +90,7 @@ def study_status_cmd(file: Path = typer.Argument(..., help="Study file (.yaml)."
     try:
         rows = study_status(spec)
     except EmogeomError as exc:
-        _fail(exc)
+        fail(exc)
     table = Table(title=f"study {spec.name} → {spec.out_dir}")
     for col in ("model", "precision", "preset", "state", "detail", "folder"):
         table.add_column(col, overflow="fold")

@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import emogeom
 from emogeom import artefacts as io
+from emogeom.artefacts import csv_cell
 from emogeom.emotions import EMOTIONS
 from emogeom.errors import EmogeomError
 from emogeom.extract import extract_pooled
@@ -154,14 +155,8 @@ def decomposition_table(
     return rows, bias
 
 
-def _cell(v: Any) -> str:
-    if v is None or (isinstance(v, float) and v != v):
-        return ""
-    return f"{v:.6g}" if isinstance(v, float) else str(v)
-
-
 def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
-    return [[_cell(r[c]) for c in TABLE_COLUMNS] for r in rows]
+    return [[csv_cell(r[c]) for c in TABLE_COLUMNS] for r in rows]
 
 
 def decomposition_figure(rows: list[dict[str, Any]], bias: dict[str, Any],
@@ -340,7 +335,7 @@ def run_decompose(
         {k: s.rdm()[1] for k, s in sets.items()} | {"layers": {k: s.layer for k, s in
                                                                sets.items()}})
     io.write_csv(folder / "decomposition.csv", TABLE_COLUMNS + ["bias_delta", "bias_direction"],
-                 [r + ([_cell(bias["delta"]), bias["direction"]] if row["layer"] == "conflated"
+                 [r + ([csv_cell(bias["delta"]), bias["direction"]] if row["layer"] == "conflated"
                        else ["", ""]) for r, row in zip(table_rows(rows), rows)])
     fig = decomposition_figure(rows, bias, sets, f"method-effect decomposition: {model}")
     for ext in ("png", "pdf"):

@@ -454,13 +454,6 @@ def text_controls(
     return row
 
 
-def _cell(value: Any) -> str:
-    """CSV text: 6 significant digits for floats, empty for missing or NaN."""
-    if value is None or (isinstance(value, float) and value != value):
-        return ""
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
 def run_study(settings: RunSettings, console: Console | None = None) -> dict[str, Any]:
     """Validate, run every model, compare, write ``comparisons.csv`` and ``report.html``."""
     from emogeom.report import build_report
@@ -476,7 +469,7 @@ def run_study(settings: RunSettings, console: Console | None = None) -> dict[str
     results = [run_model(s, corpus, neutral, settings, console, references) for s in sources]
     rows = compare(results, corpus, settings, references)
     io.write_csv(out / "comparisons.csv", COMPARISON_COLUMNS,
-                 [[_cell(r.get(c)) for c in COMPARISON_COLUMNS] for r in rows])
+                 [[io.csv_cell(r.get(c)) for c in COMPARISON_COLUMNS] for r in rows])
     io.write_json(out / "profiles.json", [
         {"model_a": r["model_a"], "model_b": r["model_b"], "layer_b": r["profile_layer_b"],
          "same_text": r["profile_same_text"], "cross_text": r["profile_cross_text"]}

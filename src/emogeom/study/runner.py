@@ -37,7 +37,6 @@ from emogeom.study.jobs import (
 from emogeom.study.pipeline import (
     COMPARISON_COLUMNS,
     ModelResult,
-    _cell,
     compare,
     load_result,
     reference_rdms,
@@ -202,12 +201,12 @@ def finish_study(spec: StudySpec, plan: list[Job], inputs: dict[str, Inputs],
                                 else job_state(j.folder)[0] == "done")]
     results = {j.hash: load_result(j.folder, j.label) for j in done}
     io.write_csv(out / "descriptors.csv", DESCRIPTOR_COLUMNS,
-                 [[_cell(v) for v in _descriptor(j, results[j.hash])] for j in done])
+                 [[io.csv_cell(v) for v in _descriptor(j, results[j.hash])] for j in done])
     rows = study_comparisons(spec, done, results, inputs, refs)
     io.write_csv(out / "comparisons.csv", STUDY_COLUMNS,
-                 [[_cell(r.get(c)) for c in STUDY_COLUMNS] for r in rows])
+                 [[io.csv_cell(r.get(c)) for c in STUDY_COLUMNS] for r in rows])
     io.write_csv(out / "base_instruct.csv", BASE_INSTRUCT_COLUMNS,
-                 [[_cell(r.get(c)) for c in BASE_INSTRUCT_COLUMNS]
+                 [[io.csv_cell(r.get(c)) for c in BASE_INSTRUCT_COLUMNS]
                   for r in base_instruct_rows(spec, rows)])
     if spec.behaviour:
         io.write_json(out / "behaviour_link.json", behaviour_links(spec, done, rows))
