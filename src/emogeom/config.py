@@ -1,0 +1,235 @@
+"""One configuration family (pydantic) for everything that determines emogeom's numbers.
+
+Every default lives once, here, as a field default; presets are data (``PRESETS``: the fields
+a preset changes); every CLI flag and every keyword of ``emogeom.extract`` names one field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from emogeom.errors import EmogeomError
+
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
+POOLINGS = ("last", "mean")
+LAYER_CRITERIA = ("reliability", "reference", "text-general")
+METHODS = ("spearman", "pearson", "kendall", "cosine")
+EMBEDDED_DEFAULT = ("smollm2-135m-instruct", "gemma3-270m")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Extraction(_Section):
+    """How pooled residual states are read from a model."""
+
+    dtype: Literal["fp32", "bf16", "fp16", "int8", "int4"] = "fp32"
+    device: str = Field("cpu", description="cpu | cuda | cuda:N | mps | auto")
+    pooling: Literal["last", "mean"] = "mean"
+    mean_start: int = Field(1, ge=0, description="mean pooling skips the first k tokens")
+    max_batch_tokens: int = Field(8192, ge=1, description="padded tokens per forward batch")
+    per_emotion: int | None = Field(None, ge=2, description="first N stories per emotion")
+    n_neutral: int | None = Field(None, ge=2, description="first N neutral sentences")
+    chat_template: Literal["raw", "chat"] = Field(
+        "raw", description="raw: stories as plain text; chat: each story as a user message")
+
+
+class Analysis(_Section):
+    """How one model's states become its geometry."""
+
+    denoise: float = Field(0.5, ge=0, lt=1, description="neutral-PC variance fraction; 0 = off")
+    layer_criterion: Literal["reliability", "reference", "text-general"] = "reliability"
+    splits: int = Field(10, ge=1, description="random split-halves for reliability")
+
+
+class Statistics(_Section):
+    """How two geometries are compared (the same for every pair)."""
+
+    method: Literal["spearman", "pearson", "kendall", "cosine"] = "spearman"
+    permutations: int = Field(10_000, ge=1)
+    bootstrap: int = Field(1000, ge=1)
+    ci_level: float = Field(0.95, gt=0, lt=1)
+    seed: int = 0
+
+
+class Settings(_Section):
+    """Everything that determines one geometry's numbers: a preset plus overrides."""
+
+    preset: str = "default"
+    extraction: Extraction = Field(default_factory=Extraction)
+    analysis: Analysis = Field(default_factory=Analysis)
+    statistics: Statistics = Field(default_factory=Statistics)
+    steering: bool = Field(False, description="also steer along the best-layer vectors")
+    steering_tokens: int = Field(40, ge=1)
+    behaviour: bool = Field(False, description="also probe MTI Compliance behaviour")
+    behaviour_tokens: int = Field(64, ge=1)
+    trust_remote_code: bool = False
+
+
+# Presets: which fields they change from the defaults above (data, nothing else).
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # Recommended: the full corpus, mean pooling from token 1, neutral-PC projection, layer
+    # chosen by split-half reliability (all field defaults).
+    "default": {},
+    # arXiv 2604.11050: 3 passages per emotion, raw text, last token, no denoising, best layer
+    # = argmin mean pairwise cosine, anisotropy over 20 neutral sentences.
+    "paper": {"extraction": {"per_emotion": 3, "pooling": "last", "n_neutral": 20},
+              "analysis": {"denoise": 0.0, "layer_criterion": "reference"}},
+}
+
+# Which section each flat option (CLI flag, ``extract`` keyword) belongs to.
+SECTIONS = {name: section for section, cls in
+            (("extraction", Extraction), ("analysis", Analysis), ("statistics", Statistics))
+            for name in cls.model_fields}
+
+
+def _one_line(exc: ValidationError, where: str = "") -> EmogeomError:
+    first = exc.errors()[0]
+    loc = ".".join(str(k) for k in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
+    return EmogeomError(f"{where}{loc}: {msg} (got {first.get('input')!r})")
+
+
+def split_flat(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{pooling: 'last', seed: 1}`` → ``{extraction: {pooling: ...}, statistics: {...}}``;
+    None values are dropped (they mean "the preset's value"); unknown names are refused."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name not in SECTIONS:
+            raise EmogeomError(f"unknown setting '{name}' (known: {', '.join(sorted(SECTIONS))})")
+        out.setdefault(SECTIONS[name], {})[name] = value
+    return out
+
+
+def make_settings(preset: str = "default", sections: dict[str, dict[str, Any]] | None = None,
+                  **flat: Any) -> Settings:
+    """Settings of a named preset with section overrides and flat overrides on top; one-line
+    errors for unknown presets, names or bad values."""
+    if preset not in PRESETS:
+        raise EmogeomError(f"unknown preset '{preset}' (use one of: {', '.join(PRESETS)})")
+    top = {k: flat.pop(k) for k in list(flat) if k in Settings.model_fields}
+    merged: dict[str, Any] = {"preset": preset, **top}
+    layers = [PRESETS[preset], sections or {}, split_flat(flat)]
+    for name in ("extraction", "analysis", "statistics"):
+        merged[name] = {k: v for layer in layers for k, v in layer.get(name, {}).items()}
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise _one_line(exc) from None
+
+
+def settings_key(s: Settings) -> dict[str, Any]:
+    """The part of the settings that changes a job's stored numbers (not the comparison
+    method, bootstrap or CI level, which act only across jobs; not the device)."""
+    ext = s.extraction.model_dump(exclude={"device"})
+    return {"preset": s.preset, "extraction": ext, "analysis": s.analysis.model_dump(),
+            "permutations": s.statistics.permutations, "seed": s.statistics.seed,
+            "steering": s.steering, "steering_tokens": s.steering_tokens,
+            "behaviour": s.behaviour, "behaviour_tokens": s.behaviour_tokens,
+            "trust_remote_code": s.trust_remote_code}
+
+
+# ---- studies ---------------------------------------------------------------------------------
+
+
+class ModelEntry(_Section):
+    """One model of a study: where it comes from and how it is labelled and read."""
+
+    id: str = Field(min_length=1, description="embedded name, local folder, .gguf file or hub id")
+    label: str | None = Field(None, description="short unique name in tables; default from id")
+    revision: str | None = Field(None, description="hub branch, tag or commit (pin a commit)")
+    family: str | None = None
+    variant: Literal["base", "instruct"] | None = None
+    chat_template: Literal["raw", "chat"] = Field(
+        "raw", description="raw: stories as plain text; chat: each story as a user message")
+    trust_remote_code: bool = False
+
+    @property
+    def name(self) -> str:
+        """The label, or the last part of the id without a .gguf suffix."""
+        if self.label:
+            return self.label
+        return self.id.rstrip("/").split("/")[-1].removesuffix(".gguf")
+
+
+class Executor(_Section):
+    """Where jobs run: here (one after another, or ``jobs`` processes) or as Ray tasks."""
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = Field(None, description="Ray cluster address; none starts one here")
+    jobs: int = Field(1, ge=1, description="jobs at once")
+    num_gpus: float = Field(0, ge=0, description="GPUs per Ray task")
+    num_cpus: float = Field(1, gt=0, description="CPUs per Ray task")
+
+
+class StudySpec(_Section):
+    """A whole study: models, the factors crossed with them, settings, output folder."""
+
+    name: str = Field(min_length=1)
+    description: str | None = None
+    out: str | None = Field(None, description="output folder; default out/<name>")
+    models: list[ModelEntry] = Field(min_length=1)
+    precisions: list[str] = Field(default_factory=lambda: ["fp32"], min_length=1)
+    presets: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
+    corpus: str | None = Field(None, description="story corpus; default the shipped one")
+    neutral: str | None = None
+    extraction: dict[str, Any] = Field(default_factory=dict,
+                                       description="Extraction fields over every preset")
+    analysis: dict[str, Any] = Field(default_factory=dict,
+                                     description="Analysis fields over every preset")
+    steering: bool = Field(False, description="add each model's steering regime")
+    behaviour: bool = Field(False, description="add each model's MTI Compliance profile")
+    statistics: Statistics = Field(default_factory=Statistics)
+    executor: Executor = Field(default_factory=Executor)
+
+    @field_validator("precisions", "presets")
+    @classmethod
+    def _known(cls, value: list[str], info) -> list[str]:
+        known = PRECISIONS if info.field_name == "precisions" else tuple(PRESETS)
+        what = info.field_name.removesuffix("s")
+        bad = [p for p in value if p not in known]
+        if bad:
+            raise ValueError(f"unknown {what} {bad[0]!r} (use: {', '.join(known)})")
+        if len(set(value)) != len(value):
+            raise ValueError(f"a {what} is listed twice")
+        return value
+
+    @field_validator("extraction", "analysis")
+    @classmethod
+    def _fields(cls, value: dict[str, Any], info) -> dict[str, Any]:
+        model = Extraction if info.field_name == "extraction" else Analysis
+        if info.field_name == "extraction" and "dtype" in value:
+            raise ValueError("set the dtype with 'precisions', not extraction.dtype")
+        model.model_validate(value)  # names and types; pydantic's message names the field
+        return value
+
+    @model_validator(mode="after")
+    def _unique_labels(self) -> StudySpec:
+        names = [m.name for m in self.models]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"two models share the label {dup[0]!r}; give each a distinct "
+                             "'label'")
+        return self
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out or f"out/{self.name}")
+
+    def settings(self, preset: str, precision: str, entry: ModelEntry) -> Settings:
+        """The settings of one job: the preset, the study's overrides, its precision."""
+        return make_settings(
+            preset, {"extraction": {**self.extraction, "dtype": precision,
+                                    "chat_template": entry.chat_template},
+                     "analysis": self.analysis,
+                     "statistics": self.statistics.model_dump()},
+            steering=self.steering,
+            # Behaviour depends on the model and precision, not the preset: probe it once.
+            behaviour=self.behaviour and preset == self.presets[0],
+            trust_remote_code=entry.trust_remote_code)
