@@ -22,7 +22,7 @@ from emogeom.study.spec import load_study, parse_study
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
-STATS = "statistics: {permutations: 200, bootstrap: 40, splits: 3}\n"
+STATS = "statistics: {permutations: 200, bootstrap: 40}\nanalysis: {splits: 3}\n"
 
 
 def _yaml(tiny_models, out: Path, archs=("llama", "gpt2"), extra: str = "") -> str:
@@ -119,19 +119,20 @@ def test_study_runs_skips_and_repairs(tiny_models, tmp_path):
 
 
 def test_job_hash_follows_inputs(tiny_models, tmp_path):
+    from emogeom.baselines.references import reference_names
     from emogeom.study.jobs import load_inputs, plan_jobs
-    from emogeom.study.runner import _reference_names
 
     def hashes(text):
         spec = parse_study(text)
         inputs = load_inputs(spec)
-        return [j.hash for j in plan_jobs(spec, inputs, {p: _reference_names() for p in inputs})]
+        return [j.hash for j in plan_jobs(spec, inputs, {p: reference_names() for p in inputs})]
 
     base = _yaml(tiny_models, tmp_path / "o", archs=("llama",))
     assert hashes(base) == hashes(base)
     assert hashes(base) != hashes(base.replace("permutations: 200", "permutations: 100"))
-    assert hashes(base) != hashes(base + "per_emotion: 5\n")
-    assert hashes(base) != hashes(base + "layer_policy: reference\n")
+    assert hashes(base) != hashes(base + "extraction: {per_emotion: 5}\n")
+    assert hashes(base) != hashes(base.replace("{splits: 3}",
+                                               "{splits: 3, layer_criterion: reference}"))
     # The output folder and the statistics used only between models do not change a job.
     assert hashes(base) == hashes(base.replace(str(tmp_path / "o"), str(tmp_path / "p")))
     assert hashes(base) == hashes(base.replace("bootstrap: 40", "bootstrap: 10"))
@@ -178,7 +179,9 @@ def test_kill_and_resume_equals_uninterrupted(tiny_models, tmp_path):
     finished = len(list(killed_out.glob("jobs/*/manifest.json")))
     assert finished == 1
     # What a kill inside the next job leaves: some artefacts written, no manifest.
-    jobs = json.loads((killed_out / "study.json").read_text())["jobs"]
+    # Top-level outputs come only at the end of a fully successful run.
+    assert not (killed_out / "study.json").exists()
+    jobs = study_status(load_study(killed))
     done_job = next(killed_out.glob("jobs/*/manifest.json")).parent
     partial = killed_out / "jobs" / next(j["folder"] for j in jobs
                                          if j["folder"] != done_job.name)
@@ -218,7 +221,8 @@ def test_failed_job_is_recorded_and_study_goes_on(tiny_models, tmp_path):
     assert result.exit_code == 1
     rows = {r["label"]: r for r in study_status(load_study(path))}
     assert rows["broken"]["state"] == "failed" and rows["llama"]["state"] == "done"
-    assert (tmp_path / "out" / "report.html").exists()
+    # No top-level outputs from a study with a failed job.
+    assert not (tmp_path / "out" / "report.html").exists()
     status = runner.invoke(app, ["study", "status", str(path)])
     assert status.exit_code == 0 and "failed" in status.output
 
@@ -292,26 +296,24 @@ def test_run_steering_flag(tiny_models, tmp_path):
     result = runner.invoke(app, ["run", "--model", str(tiny_models["llama"]), "--out", str(out),
                                  "--steering", "--permutations", "50", "--bootstrap", "20"])
     assert result.exit_code == 0, result.output
-    metrics = json.loads((out / "llama" / "metrics.json").read_text())
+    [job] = list((out / "jobs").iterdir())
+    metrics = json.loads((job / "metrics.json").read_text())
     assert metrics["steering_regime_perplexity"] in {"surgical", "repetitive collapse",
                                                      "explosive"}
-    assert (out / "llama" / "steering.json").exists()
+    assert (job / "steering.json").exists()
     assert "steering regime" in (out / "report.html").read_text()
 
 
 def test_chat_template_policy_wraps_stories(tiny_models):
-    from types import SimpleNamespace
-
     from transformers import AutoTokenizer
 
-    from emogeom.study.pipeline import story_texts
+    from emogeom.models.chat import as_read
 
     tok = AutoTokenizer.from_pretrained(str(tiny_models["llama"]))
-    lm = SimpleNamespace(tokenizer=tok, source=SimpleNamespace(spec="tiny-llama"))
-    assert story_texts(lm, ["A story."], "raw") == (["A story."], True)
+    assert as_read(tok, ["A story."], "raw") == (["A story."], True)
     with pytest.raises(EmogeomError, match="has no chat template; use chat_template: raw"):
-        story_texts(lm, ["A story."], "chat")
+        as_read(tok, ["A story."], "chat", "tiny-llama")
     tok.chat_template = ("{% for m in messages %}<s>[{{ m['role'] }}] {{ m['content'] }}"
                          "{% endfor %}{% if add_generation_prompt %} [assistant]{% endif %}")
-    texts, special = story_texts(lm, ["A story."], "chat")
+    texts, special = as_read(tok, ["A story."], "chat")
     assert texts == ["<s>[user] A story. [assistant]"] and special is False

@@ -49,6 +49,11 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (text + "\n").encode())
 
 
+def json_data(obj: Any) -> Any:
+    """``obj`` as it reads back from ``write_json`` (arrays → lists, NaN/inf → None)."""
+    return json.loads(json.dumps(_finite(obj), default=_jsonable, allow_nan=False))
+
+
 def _finite(x: Any) -> Any:
     if isinstance(x, dict):
         return {k: _finite(v) for k, v in x.items()}

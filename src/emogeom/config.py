@@ -233,3 +233,108 @@ class StudySpec(_Section):
             # Behaviour depends on the model and precision, not the preset: probe it once.
             behaviour=self.behaviour and preset == self.presets[0],
             trust_remote_code=entry.trust_remote_code)
+
+
+# ---- generation, steering, behaviour ----------------------------------------------------------
+
+
+def checked(cls: type[_Section], values: dict[str, Any], where: str = "") -> Any:
+    """``cls`` built from ``values``; a bad or unknown field is a one-line EmogeomError."""
+    try:
+        return cls.model_validate(values)
+    except ValidationError as exc:
+        raise _one_line(exc, where) from None
+
+
+class Generation(_Section):
+    """Every sub-parameter of a generation-mode extraction (recorded in manifests). Position,
+    baseline, layer rule and template range are checked by ``extract.generation``."""
+
+    n_templates: int = Field(5, ge=1, description="prompt templates used")
+    stories: int = Field(10, ge=1, description="stories per template and emotion")
+    chat_template: bool = True
+    temperature: float = Field(0.0, ge=0, description="0 = greedy")
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(256, ge=1)
+    seed: int = 0
+    position: str = Field("middle", description="last | middle | mean over the generated span")
+    layer: str = Field("fraction:0.5", description="fraction:<f> (layer int(f·n)) | "
+                                                   "best-comprehension | <int>")
+    baseline: str = Field("neutral", description="neutral (neutral-story mean) | emotion-mean")
+    unit_norm: bool = True
+    template_offset: int = Field(0, ge=0, description="first template used")
+    max_batch: int = Field(24, ge=1, description="prompts generated together")
+    raw_suffix: str = Field("\n", description="appended to a prompt sent without chat template")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+# Generation presets: the fields they change from the defaults above.
+GEN_PRESETS: dict[str, dict[str, Any]] = {
+    # arXiv 2604.04064: 5 templates x 10 stories, chat template, greedy, 256 tokens, the middle
+    # generated token, layer n/2, emotion mean minus neutral mean, unit norm.
+    "gen-reference": {},
+    # One sampled story per emotion from the raw prompt, last token, best comprehension layer,
+    # emotion mean minus the mean over emotions.
+    "gen-loose": {"n_templates": 1, "stories": 1, "chat_template": False, "temperature": 0.7,
+                  "top_p": 0.9, "max_new_tokens": 100, "position": "last",
+                  "layer": "best-comprehension", "baseline": "emotion-mean",
+                  "unit_norm": False},
+}
+
+
+def generation(preset: str = "gen-reference", **overrides: Any) -> Generation:
+    """A generation preset with non-None ``overrides`` on top (field checks only)."""
+    if preset not in GEN_PRESETS:
+        raise EmogeomError(f"unknown generation preset '{preset}' (use one of: "
+                           f"{', '.join(GEN_PRESETS)})")
+    chosen = {k: v for k, v in overrides.items() if v is not None}
+    return checked(Generation, {**GEN_PRESETS[preset], **chosen})
+
+
+STEER_STRENGTHS = (0.0, 0.1, 0.2, 0.4, 0.8)  # in units of the layer's mean residual norm
+
+
+class Steering(_Section):
+    """Everything that determines an ``emogeom steer`` run's outputs (recorded in its manifest)."""
+
+    model: str
+    emotion: str | None = Field(None, description="steer every prompt toward this emotion")
+    prompts: list[str] = Field(default_factory=list)
+    default_prompts: bool = True
+    strengths: list[float] | str = Field(default_factory=lambda: list(STEER_STRENGTHS))
+    layers: str | None = Field(None, description="'12', '10-14', '3,7,9', 'all'; None: 0.6·L")
+    max_new_tokens: int = Field(40, ge=1)
+    temperature: float = Field(0.0, ge=0, description="0 = greedy")
+    top_p: float = Field(0.95, gt=0, le=1)
+    seed: int = 0
+    samples: int = Field(1, ge=1, description="samples per prompt (sampling only)")
+    per_emotion: int | None = Field(6, ge=2, description="stories per emotion for the vectors")
+    vectors: str | None = Field(None, description="vectors.safetensors instead of the corpus")
+    dtype: str = "fp32"
+    chat_template: bool = True
+    out: str | None = None
+    trust_remote_code: bool = False
+
+
+class Behaviour(_Section):
+    """Everything that determines a behaviour profile's numbers (recorded in the manifest).
+    Constraint and question names are checked by ``behavior.profile``."""
+
+    temperature: float = Field(0.0, ge=0, description="0 = greedy")
+    seed: int = 0
+    max_new_tokens: int = Field(80, ge=1)
+    top_p: float = Field(0.95, gt=0, le=1)
+    format: str = Field("auto", description="auto | chat | raw ('User:/Assistant:' text)")
+    capability_threshold: float = Field(0.5, description="a capability score below this "
+                                                         "excludes the scenario")
+    constraints: tuple[str, ...] | None = Field(None, description="subset of the constraints")
+    questions: tuple[str, ...] | None = Field(None, description="subset of the stance questions")
+
+
+def default(section: type[_Section], name: str) -> Any:
+    """A field's default value (CLI options take theirs from here: each default is written
+    once, in its field)."""
+    return section.model_fields[name].get_default(call_default_factory=True)

@@ -29,6 +29,56 @@ study_app = typer.Typer(no_args_is_help=True,
                         help="Run a study file: models × precisions × presets, resumable.")
 
 
+def run_and_print(spec, executor: str | None = None, address: str | None = None,
+                  jobs: int | None = None, label: str = "study") -> None:
+    """Run a study (from a file or from `run`'s flags) and print its summary; exit 1 when a
+    job failed (the previous top-level outputs are then left untouched)."""
+    from emogeom.artefacts import read_csv
+    from emogeom.commands.progress import cli_progress
+    from emogeom.study.runner import run_study_spec
+
+    started = time.time()
+    try:
+        with cli_progress(console) as progress:
+            res = run_study_spec(spec, executor, address, jobs, progress)
+    except EmogeomError as exc:
+        fail(exc)
+    console.print(f"jobs: {res['n_jobs']} in the study, {res['skipped']} already done, "
+                  f"{len(res['computed'])} computed, {len(res['failed'])} failed")
+    if res["failed"]:
+        err.print(f"[bold red]{len(res['failed'])} job(s) failed[/]: see `emogeom study "
+                  f"status`; run again to retry them. {spec.out_dir}'s report and tables "
+                  "were left as they were.", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    table = Table(title=f"{label} {spec.name}: emotion geometry per job")
+    table.add_column("model", overflow="fold")
+    for col in ("dtype", "preset", "layer", "aniso.", "RDM sd", "reliab.", "ρ VA"):
+        table.add_column(col, justify="right", overflow="fold")
+    for d in read_csv(spec.out_dir / "descriptors.csv"):
+        table.add_row(d["label"], d["precision"], d["preset"],
+                      f"{d['best_layer']} / {d['n_layers']}", f"{float(d['anisotropy']):.3f}",
+                      f"{float(d['rdm_std']):.3f}", f"{float(d['reliability']):.3f}",
+                      f"{float(d['rho_human']):.3f}" if d["rho_human"] else "–")
+    console.print(table)
+    for r in res["comparisons"]:
+        if r["kind"] != "models":
+            continue
+        ci = (f" [{r['ci_low']:.3f}, {r['ci_high']:.3f}]" if r.get("ci_low") is not None
+              else "")
+        console.print(f"{r['model_a']} (L{r['layer_a']}) vs {r['model_b']} (L{r['layer_b']}) "
+                      f"({r['precision_a']}, {r['preset_a']}): {r['method']} ρ = "
+                      f"{r['rho']:.3f}{ci}, p = {r['p_perm']:.3g}", soft_wrap=True)
+    link_file = spec.out_dir / "behaviour_link.json"
+    if spec.behaviour and link_file.exists():
+        from emogeom.artefacts import read_json
+        from emogeom.commands.behave import print_link
+
+        for link in read_json(link_file):
+            console.print(f"behaviour link at {link['precision']}, preset {link['preset']}:")
+            print_link(link, console)
+    console.print(f"report: {res['report']}  ({time.time() - started:.0f} s)")
+
+
 @study_app.command("run")
 def study_run(
     file: Path = typer.Argument(..., help="Study file (.yaml)."),
@@ -39,46 +89,83 @@ def study_run(
                                               "ray: tasks in flight)."),
 ) -> None:
     """Compute every unfinished job, then compare and write the study report."""
-    from emogeom.study.runner import run_study_spec
+    run_and_print(_load(file), executor, ray_address, jobs)
 
-    spec = _load(file)
-    started = time.time()
+
+def run(
+    model: list[str] | None = typer.Option(
+        None, "--model", "-m",
+        help="Embedded name, local folder, .gguf file or hub id; repeat for several. "
+             "Default: smollm2-135m-instruct and gemma3-270m."),
+    preset: str = typer.Option("default", help="default | paper (the reference pipeline)."),
+    corpus: Path | None = typer.Option(None, help="Story corpus (.jsonl or .csv)."),
+    neutral: Path | None = typer.Option(None, help="Neutral sentences (.jsonl)."),
+    dtype: str = typer.Option("fp32", help="fp32 | bf16 | fp16 | int8 | int4"),
+    per_emotion: int | None = typer.Option(None, help="Use the first N stories per emotion."),
+    n_neutral: int | None = typer.Option(None, help="Use the first N neutral sentences."),
+    pooling: str | None = typer.Option(None, help="last | mean"),
+    mean_start: int | None = typer.Option(None, help="Mean pooling skips the first k tokens."),
+    max_batch_tokens: int | None = typer.Option(None, help="Padded tokens per batch."),
+    chat_template: str = typer.Option("raw", help="raw (stories as text) | chat (each story "
+                                                  "as a user message)."),
+    layer_criterion: str | None = typer.Option(None, help="reliability | reference | "
+                                                          "text-general"),
+    denoise: float | None = typer.Option(
+        None, help="Project off neutral PCs explaining this variance fraction (0 = off)."),
+    splits: int | None = typer.Option(None, help="Random split-halves for reliability."),
+    method: str | None = typer.Option(None, help="RDM comparison: spearman | pearson | "
+                                                 "kendall | cosine"),
+    permutations: int | None = typer.Option(None, help="Mantel permutations."),
+    bootstrap: int | None = typer.Option(None, help="Stimulus-bootstrap samples for CIs."),
+    ci_level: float | None = typer.Option(None, help="Confidence level of the intervals."),
+    seed: int | None = typer.Option(None, help="Seed for splits and permutations."),
+    out: Path = typer.Option(Path("out/run"), help="Study folder to write (resumable)."),
+    trust_remote_code: bool = typer.Option(False, help="Allow model code from the hub."),
+    steering: bool = typer.Option(False, help="Also steer each model along its best-layer "
+                                              "vectors and classify its regime."),
+    behaviour: bool = typer.Option(False, help="Also probe MTI Compliance behaviour."),
+    jobs: int | None = typer.Option(None, help="Jobs at once (worker processes)."),
+) -> None:
+    """Extract, describe and compare emotion geometry of the models given: a study built from
+    these flags (same jobs, provenance, resume, tables and report as `emogeom study run`)."""
+    from emogeom.config import EMBEDDED_DEFAULT, ModelEntry, StudySpec
+
+    flat = {"pooling": pooling, "mean_start": mean_start, "per_emotion": per_emotion,
+            "n_neutral": n_neutral, "max_batch_tokens": max_batch_tokens}
     try:
-        res = run_study_spec(spec, executor, ray_address, jobs, console)
-    except EmogeomError as exc:
-        fail(exc)
-    from emogeom.artefacts import read_csv
+        spec = StudySpec(
+            name=out.name or "run", out=str(out),
+            models=[ModelEntry(id=m, chat_template=chat_template,
+                               trust_remote_code=trust_remote_code)
+                    for m in (model or EMBEDDED_DEFAULT)],
+            precisions=[dtype], presets=[preset], corpus=str(corpus) if corpus else None,
+            neutral=str(neutral) if neutral else None,
+            extraction={k: v for k, v in flat.items() if v is not None},
+            analysis={k: v for k, v in {"layer_criterion": layer_criterion,
+                                        "denoise": denoise, "splits": splits}.items()
+                      if v is not None},
+            statistics={k: v for k, v in {"method": method, "permutations": permutations,
+                                          "bootstrap": bootstrap, "ci_level": ci_level,
+                                          "seed": seed}.items() if v is not None},
+            steering=steering, behaviour=behaviour)
+    except ValueError as exc:
+        fail(EmogeomError(flag_error(exc)))
+    run_and_print(spec, None, None, jobs, label="run")
 
-    table = Table(title=f"study {spec.name}: emotion geometry per job")
-    table.add_column("model", overflow="fold")
-    for col in ("dtype", "preset", "layer", "aniso.", "RDM sd", "reliab.", "ρ VA"):
-        table.add_column(col, justify="right", overflow="fold")
-    for d in read_csv(spec.out_dir / "descriptors.csv"):
-        table.add_row(d["label"], d["precision"], d["preset"],
-                      f"{d['best_layer']} / {d['n_layers']}", f"{float(d['anisotropy']):.3f}",
-                      f"{float(d['rdm_std']):.3f}", f"{float(d['reliability']):.3f}",
-                      f"{float(d['rho_human']):.3f}" if d["rho_human"] else "–")
-    console.print(table)
-    models = [r for r in res["comparisons"] if r["kind"] == "models"]
-    for r in models:
-        console.print(f"{r['model_a']} vs {r['model_b']} ({r['precision_a']}, {r['preset_a']}):"
-                      f" ρ = {r['rho']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}], "
-                      f"p = {r['p_perm']:.3g}", soft_wrap=True)
-    link_file = spec.out_dir / "behaviour_link.json"
-    if spec.behaviour and link_file.exists():
-        from emogeom.artefacts import read_json
-        from emogeom.commands.behave import print_link
 
-        for link in read_json(link_file):
-            console.print(f"behaviour link at {link['precision']}, preset {link['preset']}:")
-            print_link(link, console)
-    console.print(f"jobs: {res['n_jobs']} in the study, {res['skipped']} already done, "
-                  f"{len(res['computed'])} computed, {len(res['failed'])} failed")
-    console.print(f"report: {res['report']}  ({time.time() - started:.0f} s)")
-    if res["failed"]:
-        err.print(f"[bold red]{len(res['failed'])} job(s) failed[/]: see `emogeom study "
-                  f"status {file}`; run again to retry them", highlight=False)
-        raise typer.Exit(1)
+def flag_error(exc: ValueError) -> str:
+    """A pydantic error about a study built from flags, in terms of the flags."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    first = exc.errors()[0]
+    names = [str(k) for k in first["loc"] if not isinstance(k, int)]
+    flag = "--" + (names[-1] if names else "?").replace("_", "-")
+    if names[:1] == ["models"]:
+        flag = "--model"
+    msg = first["msg"].removeprefix("Value error, ")
+    return f"{flag}: {msg}"
 
 
 @study_app.command("status")
@@ -120,5 +207,6 @@ def study_check(file: Path = typer.Argument(..., help="Study file (.yaml).")) ->
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``emogeom study``."""
+    """Add ``emogeom run`` and ``emogeom study``."""
+    app.command("run")(run)
     app.add_typer(study_app, name="study")

@@ -127,6 +127,18 @@ def pool_blocks(
             h.remove()
 
 
+def pad_token_id(tokenizer) -> int:
+    """The id to pad with (masked, so any real token does): the tokenizer's pad token, else
+    eos, unk or bos, else 0. The tokenizer itself is left as it is."""
+    for name in ("pad_token_id", "eos_token_id", "unk_token_id", "bos_token_id"):
+        value = getattr(tokenizer, name, None)
+        if isinstance(value, list):
+            value = value[0] if value else None
+        if value is not None:
+            return int(value)
+    return 0
+
+
 def extract_pooled(
     model: torch.nn.Module,
     tokenizer,
@@ -159,10 +171,11 @@ def extract_pooled(
     out = np.zeros((len(wanted), len(texts), d), dtype=np.float32)
     slot = {layer: k for k, layer in enumerate(wanted)}
 
+    pad_id = pad_token_id(tokenizer)
+
     def batches():
         for batch in token_budget_batches([len(x) for x in ids], max_batch_tokens):
-            input_ids, mask, positions = pad_batch([ids[i] for i in batch],
-                                                   tokenizer.pad_token_id, side)
+            input_ids, mask, positions = pad_batch([ids[i] for i in batch], pad_id, side)
             yield (np.array(batch), input_ids, mask, positions,
                    pooling_weights(mask, positions, pooling, mean_start))
 

@@ -1,5 +1,1 @@
-"""Running studies: jobs over models, artefacts on disk, comparisons."""
-
-from emogeom.study.pipeline import RunSettings, run_study
-
-__all__ = ["RunSettings", "run_study"]
+"""Orchestration only: study spec → job plan (provenance) → executors → runner."""

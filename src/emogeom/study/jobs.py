@@ -1,4 +1,4 @@
-"""Jobs of a study (model × precision × preset): planning, state on disk, computing.
+"""Jobs of a study (model × precision × preset): planning, state on disk, computing, writing.
 
 A job's folder is ``jobs/<label>-<precision>-<preset>-<hash12>``, the hash covering every input
 that determines its numbers. A job is done when its ``manifest.json`` exists and every artefact
@@ -8,8 +8,10 @@ it lists has the recorded sha256; anything less is recomputed.
 from __future__ import annotations
 
 import gc
+import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -17,24 +19,14 @@ import numpy as np
 
 import emogeom
 from emogeom import artefacts as io
+from emogeom.analysis import Geometry, analyse
+from emogeom.config import ModelEntry, Settings, StudySpec, settings_key
 from emogeom.errors import EmogeomError
 from emogeom.models import resolve_model
 from emogeom.models.loading import LoadedModel, ModelSource, slugify
-from emogeom.stimuli import Corpus, load_corpus, load_neutral_sentences
-from emogeom.study.pipeline import (
-    RunSettings,
-    add_steering,
-    analyse,
-    extract_states,
-    load_for_run,
-    write_model,
-)
+from emogeom.progress import Progress
+from emogeom.stimuli import Corpus, fixed_halves, load_corpus, load_neutral_sentences
 from emogeom.study.provenance import job_hash, model_fingerprint
-from emogeom.study.spec import ModelEntry, StudySpec
-
-# Settings that cannot change a job's numbers, left out of its key (the corpus and neutral
-# files enter by content hash, not by path).
-_NOT_IN_KEY = ("models", "out", "method", "n_boot", "ci_level", "corpus", "neutral")
 
 
 @dataclass(frozen=True)
@@ -54,7 +46,7 @@ class Job:
     source: ModelSource
     precision: str
     preset: str
-    settings: RunSettings
+    settings: Settings
     key: dict[str, Any]
     hash: str
     folder: Path
@@ -64,29 +56,13 @@ class Job:
         return self.folder.name
 
 
-def job_settings(spec: StudySpec, preset: str, precision: str,
-                 entry: ModelEntry) -> RunSettings:
-    """RunSettings of one job from the study's preset, layer policy and statistics."""
-    st = spec.statistics
-    return RunSettings.from_preset(
-        preset, models=[entry.id], out=str(spec.out_dir), corpus=spec.corpus,
-        neutral=spec.neutral, dtype=precision, per_emotion=spec.per_emotion,
-        layer_criterion=None if spec.layer_policy == "preset" else spec.layer_policy,
-        n_splits=st.splits, n_perm=st.permutations, n_boot=st.bootstrap, ci_level=st.ci_level,
-        method=st.method, seed=st.seed, trust_remote_code=entry.trust_remote_code,
-        steering=spec.steering,
-        # Behaviour depends on the model and precision, not the preset: probe it once.
-        behaviour=spec.behaviour and preset == spec.presets[0],
-    )
-
-
 def load_inputs(spec: StudySpec) -> dict[str, Inputs]:
     """Corpus and neutral sentences for each preset of the study (validated now)."""
     out = {}
     for preset in spec.presets:
-        s = job_settings(spec, preset, spec.precisions[0], spec.models[0])
-        out[preset] = Inputs(load_corpus(s.corpus, per_emotion=s.per_emotion),
-                             load_neutral_sentences(s.neutral, n=s.n_neutral))
+        ext = spec.settings(preset, spec.precisions[0], spec.models[0]).extraction
+        out[preset] = Inputs(load_corpus(spec.corpus, per_emotion=ext.per_emotion),
+                             load_neutral_sentences(spec.neutral, n=ext.n_neutral))
     return out
 
 
@@ -102,15 +78,14 @@ def plan_jobs(spec: StudySpec, inputs: dict[str, Inputs],
         for precision in spec.precisions:
             for entry in spec.models:
                 source, fingerprint = fingerprints[entry.id]
-                settings = job_settings(spec, preset, precision, entry)
+                settings = spec.settings(preset, precision, entry)
                 data = inputs[preset]
                 key = {
                     "model": fingerprint, "precision": precision,
                     "chat_template": entry.chat_template,
                     "trust_remote_code": entry.trust_remote_code,
                     "corpus_sha256": data.corpus.sha256, "neutral_sha256": data.neutral.sha256,
-                    "settings": {k: v for k, v in asdict(settings).items()
-                                 if k not in _NOT_IN_KEY},
+                    "settings": settings_key(settings),
                     "references": sorted(references[preset]),
                     "emogeom": emogeom.__version__,
                 }
@@ -147,41 +122,86 @@ def job_state(folder: Path) -> tuple[str, str]:
     return "done", ""
 
 
+def load_for_job(source: ModelSource, settings: Settings, revision: str | None = None,
+                 progress: Progress | None = None) -> LoadedModel:
+    """Load a job's model at its precision, with a note before and after."""
+    from emogeom.models import load_model
+
+    ext = settings.extraction
+    if progress is not None:
+        progress(f"loading {source.spec} ({ext.dtype})...")
+    lm = load_model(source, ext.dtype, revision=revision,
+                    trust_remote_code=settings.trust_remote_code)
+    if progress is not None:
+        progress(f"loaded {source.spec}: {lm.info['architecture']}, "
+                 f"{lm.info['n_layers']} layers, d={lm.info['d_model']}")
+    return lm
+
+
+def geometry_of(lm: LoadedModel, inputs: Inputs, settings: Settings,
+                references: dict[str, np.ndarray], name: str,
+                progress: Progress | None = None) -> tuple[dict[str, np.ndarray], Geometry]:
+    """Pooled states and the geometry of a loaded model: the one path from a model to its
+    numbers, used by study jobs and by ``emogeom.extract``."""
+    from emogeom.extract.read import read_states
+
+    states = read_states(lm.model, lm.tokenizer, inputs.corpus, inputs.neutral,
+                         settings.extraction, progress, name)
+    geometry = analyse(states["stories"], states["neutral"], inputs.corpus,
+                       fixed_halves(inputs.corpus), settings, references, name,
+                       dict(lm.info, chat_template_policy=settings.extraction.chat_template))
+    return states, geometry
+
+
 def compute_job(job: Job, inputs: Inputs, references: dict[str, np.ndarray],
-                console=None) -> dict[str, Any]:
+                progress: Progress | None = None) -> dict[str, Any]:
     """Extract and analyse one job (and steer and probe its model when asked), loading the
     model once; returns everything ``write_job`` needs. Pure of the output folder, so it can
     run on a Ray worker."""
     started = time.time()
-    lm = load_for_run(job.source, job.settings, console, job.entry.revision)
-    states = extract_states(lm, inputs.corpus, inputs.neutral, job.settings, console,
-                            job.entry.chat_template)
+    lm = load_for_job(job.source, job.settings, job.entry.revision, progress)
+    states, geom = geometry_of(lm, inputs, job.settings, references, job.label, progress)
     extract_s = time.time() - started
-    metrics, arrays = analyse(states["stories"], states["neutral"], inputs.corpus,
-                              job.settings, references)
     steering = behaviour = None
     if job.settings.steering:
-        steering = add_steering(lm, job.settings, metrics, arrays,
-                                list(inputs.corpus.emotions), console)
+        steering = add_steering(lm, job.settings, geom, progress)
     if job.settings.behaviour:
-        behaviour = probe_behaviour(lm, job, console)
-        metrics.update({f"behaviour_{k}": v for k, v in behaviour["facets"].items()})
-    info = dict(lm.info, chat_template_policy=job.entry.chat_template)
+        behaviour = probe_behaviour(lm, job, progress)
+        geom.metrics.update({f"behaviour_{k}": v for k, v in behaviour["facets"].items()})
     del lm
     gc.collect()
-    return {"states": states, "metrics": metrics, "arrays": arrays, "info": info,
-            "steering": steering, "behaviour": behaviour,
+    return {"states": states, "geometry": geom, "steering": steering, "behaviour": behaviour,
             "timings": {"seconds": time.time() - started, "extract_seconds": extract_s}}
 
 
-def probe_behaviour(lm: LoadedModel, job: Job, console=None) -> dict[str, Any]:
+def add_steering(lm: LoadedModel, settings: Settings, geom: Geometry,
+                 progress: Progress | None = None) -> dict[str, Any]:
+    """Steer the model along its own best-layer vectors (both default scenarios, the default
+    strength grid, greedy) and add both regimes to the geometry's metrics."""
+    from emogeom.steering.run import steering_regime
+
+    best = geom.best_layer
+    if progress is not None:
+        progress(f"{geom.name}: steering at layer {best} ({settings.steering_tokens} new "
+                 "tokens per output)")
+    record = steering_regime(lm, geom.vectors[best].astype(np.float64), geom.emotions, best,
+                             max_new_tokens=settings.steering_tokens,
+                             seed=settings.statistics.seed)
+    for key in ("regime_reference", "onset_reference", "regime_perplexity",
+                "onset_perplexity"):
+        geom.metrics[f"steering_{key}"] = record[key]
+    return record
+
+
+def probe_behaviour(lm: LoadedModel, job: Job, progress: Progress | None = None
+                    ) -> dict[str, Any]:
     """MTI Compliance profile of the job's model at its precision (greedy, the job's seed)."""
     from emogeom.behavior.profile import behaviour_profile
 
-    if console is not None:
-        console.print(f"{job.label}: behaviour probes ({job.settings.behaviour_tokens} new "
-                      "tokens per reply)")
-    profile = behaviour_profile(lm, seed=job.settings.seed,
+    if progress is not None:
+        progress(f"{job.label}: behaviour probes ({job.settings.behaviour_tokens} new tokens "
+                 "per reply)")
+    profile = behaviour_profile(lm, seed=job.settings.statistics.seed,
                                 max_new_tokens=job.settings.behaviour_tokens)
     profile["model_info"] = lm.info
     return profile
@@ -190,25 +210,45 @@ def probe_behaviour(lm: LoadedModel, job: Job, console=None) -> dict[str, Any]:
 def write_job(job: Job, inputs: Inputs, payload: dict[str, Any]) -> None:
     """Write a computed job's artefacts (manifest last, with every file's checksum); clears
     an earlier failure record."""
+    folder = job.folder
     for stale in ("manifest.json", "failed.json"):
-        (job.folder / stale).unlink(missing_ok=True)
-    more = []
+        (folder / stale).unlink(missing_ok=True)
+    geom: Geometry = payload["geometry"]
+    corpus, neutral = inputs.corpus, inputs.neutral
+    hashes = {"activations.safetensors": io.write_tensors(
+        folder / "activations.safetensors", payload["states"],
+        {"stimulus_ids": [s.id for s in corpus.stimuli], "labels": corpus.labels,
+         "neutral_ids": [s.id for s in neutral.stimuli]})}
+    hashes.update(geom.save(folder))
     if payload.get("steering") is not None:
-        io.write_json(job.folder / "steering.json", payload["steering"])
-        more.append("steering.json")
+        io.write_json(folder / "steering.json", payload["steering"])
+        hashes["steering.json"] = io.file_sha256(folder / "steering.json")
     if payload.get("behaviour") is not None:
         from emogeom.behavior.profile import save_profile
 
         profile = dict(payload["behaviour"])
-        save_profile(profile, job.folder / "behaviour", profile.pop("model_info"))
-        more += ["behaviour/profile.json", "behaviour/dialogues.jsonl"]
-    write_model(job.folder, payload["states"], payload["metrics"], payload["arrays"],
-                payload["info"], inputs.corpus, inputs.neutral, job.settings,
-                payload["timings"],
-                extra={"job": {"label": job.label, "family": job.entry.family,
-                               "variant": job.entry.variant, "precision": job.precision,
-                               "preset": job.preset, "hash": job.hash, "key": job.key}},
-                more_artefacts=more)
+        save_profile(profile, folder / "behaviour", profile.pop("model_info"))
+        for name in ("behaviour/profile.json", "behaviour/dialogues.jsonl"):
+            hashes[name] = io.file_sha256(folder / name)
+    timings = payload["timings"]
+    io.write_json(folder / "manifest.json", {
+        "emogeom": emogeom.__version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": geom.model_info,
+        "corpus": {"path": corpus.source, "sha256": corpus.sha256,
+                   "n_stimuli": len(corpus.stimuli), "per_emotion": corpus.counts()},
+        "neutral": {"path": neutral.source, "sha256": neutral.sha256,
+                    "n": len(neutral.stimuli)},
+        "settings": geom.settings,
+        "job": {"label": job.label, "family": job.entry.family, "variant": job.entry.variant,
+                "precision": job.precision, "preset": job.preset, "hash": job.hash,
+                "key": job.key},
+        "artefacts": hashes,
+        "seconds": round(timings.get("seconds", 0.0), 1),
+        "extract_seconds": round(timings.get("extract_seconds", 0.0), 1),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    })
 
 
 def record_failure(job: Job, error: BaseException) -> None:

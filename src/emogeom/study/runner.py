@@ -1,29 +1,33 @@
-"""Run a study file: plan jobs, skip finished ones, compute the rest (locally or on Ray),
-then compare every pair that differs by one factor and write tables and the report.
+"""Run a study: plan jobs, skip finished ones, compute the rest (locally or on Ray), then
+compare every pair that differs by one factor and write tables and the report.
 
-Study folder: ``study.json`` (the spec and the job table), ``jobs/<job>/`` (per-job
-artefacts), ``references/``, ``descriptors.csv``, ``comparisons.csv``, ``base_instruct.csv``,
-``figures/`` and ``report.html``.
+Study folder: ``jobs/<job>/`` (per-job artefacts, written as each job finishes) and the
+top-level outputs ``study.json``, ``references/``, ``descriptors.csv``, ``comparisons.csv``,
+``base_instruct.csv``, ``profiles.json``, ``behaviour_link.json``, ``figures/`` and
+``report.html``. Top-level outputs are built in a staging folder and moved into place only
+when every job has succeeded: a failed or interrupted study leaves the previous ones as they
+were.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
-from rich.markup import escape
 
 import emogeom
 from emogeom import artefacts as io
+from emogeom.analysis import COLUMNS, Comparison, Geometry, compare, correct
+from emogeom.config import StudySpec
 from emogeom.emotions import NORMS_CITATION
 from emogeom.errors import EmogeomError
 from emogeom.models import resolve_model
-from emogeom.stats import benjamini_hochberg, holm, mantel
+from emogeom.progress import Progress
 from emogeom.study.executors import run_local, run_ray
 from emogeom.study.jobs import (
     Inputs,
@@ -34,45 +38,45 @@ from emogeom.study.jobs import (
     record_failure,
     write_job,
 )
-from emogeom.study.pipeline import (
-    COMPARISON_COLUMNS,
-    ModelResult,
-    compare,
-    load_result,
-    reference_rdms,
-)
-from emogeom.study.spec import StudySpec
 
-STUDY_COLUMNS = ["kind", "precision_a", "preset_a", "precision_b", "preset_b",
-                 *COMPARISON_COLUMNS]
+STUDY_COLUMNS = ["kind", "precision_a", "preset_a", "precision_b", "preset_b", *COLUMNS]
 DESCRIPTOR_COLUMNS = [
     "label", "family", "variant", "precision", "preset", "architecture", "n_layers",
     "best_layer", "best_layer_depth", "anisotropy", "rdm_std", "reliability",
     "rho_human", "p_human", "steering_regime_reference", "steering_regime_perplexity", "job",
 ]
+BASE_INSTRUCT_COLUMNS = ["family", "precision", "preset", "base", "instruct", "layer_base",
+                         "layer_instruct", "rho", "ci_low", "ci_high", "p_perm", "p_holm"]
+# Top-level outputs, replaced together at the end of a fully successful run.
+TOP_LEVEL = ("study.json", "references", "descriptors.csv", "comparisons.csv",
+             "base_instruct.csv", "profiles.json", "behaviour_link.json", "figures",
+             "report.html")
+STAGING = ".staging"
 # Test aid: seconds to wait after each finished job, so a test can kill a study midway.
 PAUSE_ENV = "EMOGEOM_TEST_JOB_PAUSE"
 
 
-def prepare(spec: StudySpec, console: Console | None = None):
-    """Inputs per preset, reference RDMs per preset (cached in the study folder) and the job
-    plan."""
+def prepare(spec: StudySpec, progress: Progress | None = None):
+    """Inputs per preset, reference RDMs per preset (re-used from the study folder when
+    valid, else computed in memory) and the job plan. Writes nothing."""
     inputs = load_inputs(spec)
     for entry in spec.models:  # every model spec checked before anything is written
         resolve_model(entry.id)
     refs, skipped = {}, {}
     for preset, data in inputs.items():
         refs[preset], skipped[preset] = cached_references(
-            spec.out_dir / "references" / preset, data, console)
+            spec.out_dir / "references" / preset, data, progress)
     jobs = plan_jobs(spec, inputs, {p: list(r) for p, r in refs.items()})
     return inputs, refs, skipped, jobs
 
 
-def cached_references(folder: Path, data: Inputs, console: Console | None = None):
+def cached_references(folder: Path, data: Inputs, progress: Progress | None = None):
     """Reference RDMs of a corpus, re-used from ``references.safetensors`` (exact floats) when
     the corpus, the package version and the available baselines are unchanged."""
+    from emogeom.baselines.references import reference_names, reference_rdms
+
     path = folder / "references.safetensors"
-    expected = _reference_names()
+    expected = reference_names()
     if path.exists():
         try:
             tensors, meta = io.read_tensors(path)
@@ -82,20 +86,26 @@ def cached_references(folder: Path, data: Inputs, console: Console | None = None
                 and meta.get("emogeom") == emogeom.__version__
                 and sorted(tensors) == sorted(expected)):
             return {k: tensors[k] for k in expected}, meta.get("skipped", {})
-    refs, skipped = reference_rdms(data.corpus, console)
+    return reference_rdms(data.corpus, progress)
+
+
+def write_references(folder: Path, refs: dict[str, np.ndarray], skipped: dict[str, str],
+                     data: Inputs) -> None:
+    """The cache ``references.safetensors`` and one readable CSV per reference RDM."""
     emotions = list(data.corpus.emotions)
     for name, rdm in refs.items():
         io.write_rdm_csv(folder / f"{name}_rdm.csv", rdm, emotions)
-    io.write_tensors(path, refs, {"corpus_sha256": data.corpus.sha256, "skipped": skipped,
-                                  "emogeom": emogeom.__version__, "emotions": emotions})
-    return refs, skipped
+    io.write_tensors(folder / "references.safetensors", refs,
+                     {"corpus_sha256": data.corpus.sha256, "skipped": skipped,
+                      "emogeom": emogeom.__version__, "emotions": emotions})
 
 
 def study_status(spec: StudySpec) -> list[dict[str, str]]:
     """State of every job of a study: label, precision, preset, state, detail, folder."""
+    from emogeom.baselines.references import reference_names
+
     inputs = load_inputs(spec)
-    names = {p: _reference_names() for p in inputs}
-    jobs = plan_jobs(spec, inputs, names)
+    jobs = plan_jobs(spec, inputs, {p: reference_names() for p in inputs})
     rows = []
     for job in jobs:
         state, detail = job_state(job.folder)
@@ -104,25 +114,12 @@ def study_status(spec: StudySpec) -> list[dict[str, str]]:
     return rows
 
 
-def _reference_names() -> list[str]:
-    """Which references a run would compute, without computing them (for status)."""
-    from emogeom.baselines import BASELINES, BaselineUnavailable
-    from emogeom.baselines.text import minilm_dir
-
-    names = ["human", *BASELINES]
-    try:
-        minilm_dir()
-    except BaselineUnavailable:
-        names.remove("minilm")
-    return names
-
-
 def run_study_spec(
     spec: StudySpec, executor: str | None = None, address: str | None = None,
-    jobs: int | None = None, console: Console | None = None,
+    jobs: int | None = None, progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Compute every unfinished job, then compare and report. Returns counts, the per-job
-    states and the paths written; failed jobs are recorded and reported, not fatal."""
+    """Compute every unfinished job, then (only if none failed) compare and report. Returns
+    counts, the jobs computed and failed, and the paths written."""
     out = spec.out_dir
     if out.exists() and not out.is_dir():
         raise EmogeomError(f"output {out} exists and is not a folder; choose another 'out'")
@@ -131,54 +128,104 @@ def run_study_spec(
     if kind not in ("local", "ray"):
         raise EmogeomError(f"unknown executor '{kind}' (use local or ray)")
     n_jobs = jobs or ex.jobs
-    inputs, refs, skipped, plan = prepare(spec, console)
+    note = progress or (lambda *a, **k: None)
+    inputs, refs, skipped, plan = prepare(spec, progress)
     states = {job.hash: job_state(job.folder) for job in plan}
     for job in plan:
         state, detail = states[job.hash]
-        if state == "damaged" and console is not None:
-            console.print(f"[yellow]warning:[/] {job.name}: {escape(detail)}; recomputing",
-                          soft_wrap=True)
+        if state == "damaged":
+            note(f"warning: {job.name}: {detail}; recomputing")
     todo = [job for job in plan if states[job.hash][0] != "done"]
-    _write_study_index(spec, plan, skipped)
-    if console is not None:
-        console.print(f"study {spec.name}: {len(plan)} jobs, {len(plan) - len(todo)} done, "
-                      f"{len(todo)} to compute ({kind})")
+    note(f"study {spec.name}: {len(plan)} jobs, {len(plan) - len(todo)} done, "
+         f"{len(todo)} to compute ({kind})")
     computed, failed = [], []
     pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
 
     def on_done(job: Job, payload: dict[str, Any]) -> None:
         write_job(job, inputs[job.preset], payload)
         computed.append(job.name)
-        if console is not None:
-            m = payload["metrics"]
-            console.print(f"done {job.name}: best layer {m['best_layer']}/{m['n_layers']}, "
-                          f"reliability {m['reliability_at_best']:.3f}", soft_wrap=True)
+        g = payload["geometry"]
+        note(f"done {job.name}: best layer {g.best_layer}/{g.n_layers}, "
+             f"reliability {g.metrics['reliability_at_best']:.3f}")
         if pause:
             time.sleep(pause)
 
     def on_failed(job: Job, exc: BaseException) -> None:
         record_failure(job, exc)
         failed.append(job.name)
-        if console is not None:
-            console.print(f"[bold red]failed[/] {job.name}: {escape(str(exc))}",
-                          soft_wrap=True)
+        note(f"failed {job.name}: {exc}")
 
     work = [(job, inputs[job.preset], refs[job.preset]) for job in todo]
     if kind == "ray":
         run_ray(work, on_done, on_failed, address or ex.address, ex.num_cpus, ex.num_gpus,
                 max_in_flight=jobs or (ex.jobs if ex.jobs > 1 else None))
     else:
-        run_local(work, on_done, on_failed, n_jobs, console if n_jobs <= 1 else None)
-    done = {j.hash for j in plan if states[j.hash][0] == "done"}
-    done |= {j.hash for j in todo if j.name in computed}
-    summary = finish_study(spec, plan, inputs, refs, done)
-    summary.update({"computed": computed, "failed": failed, "n_jobs": len(plan),
-                    "skipped": len(plan) - len(todo)})
+        run_local(work, on_done, on_failed, n_jobs, progress if n_jobs <= 1 else None)
+    summary: dict[str, Any] = {"computed": computed, "failed": failed, "n_jobs": len(plan),
+                               "skipped": len(plan) - len(todo), "report": None,
+                               "comparisons": []}
+    if failed:
+        note(f"{len(failed)} job(s) failed: the previous top-level outputs of {out} are left "
+             "as they were")
+        return summary
+    summary.update(finish_study(spec, plan, inputs, refs, skipped))
     return summary
 
 
-def _write_study_index(spec: StudySpec, plan: list[Job], skipped: dict) -> None:
-    io.write_json(spec.out_dir / "study.json", {
+def finish_study(spec: StudySpec, plan: list[Job], inputs: dict[str, Inputs],
+                 refs: dict[str, dict[str, np.ndarray]],
+                 skipped: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """Compare the finished jobs and write every top-level output into a staging folder, then
+    move them into place together."""
+    from emogeom.report.study import build_study_report
+
+    out = spec.out_dir
+    stage = out / STAGING
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    results = {j.label + "\0" + j.precision + "\0" + j.preset: Geometry.load(j.folder)
+               for j in plan}
+
+    def geom(job: Job) -> Geometry:
+        return results[job.label + "\0" + job.precision + "\0" + job.preset]
+
+    _write_study_index(stage, spec, plan, skipped)
+    for preset, data in inputs.items():
+        write_references(stage / "references" / preset, refs[preset], skipped[preset], data)
+    io.write_csv(stage / "descriptors.csv", DESCRIPTOR_COLUMNS,
+                 [[io.csv_cell(v) for v in _descriptor(j, geom(j))] for j in plan])
+    rows, profiles = study_comparisons(spec, plan, geom)
+    io.write_csv(stage / "comparisons.csv", STUDY_COLUMNS,
+                 [[io.csv_cell(r.get(c)) for c in STUDY_COLUMNS] for r in rows])
+    io.write_json(stage / "profiles.json", profiles)
+    io.write_csv(stage / "base_instruct.csv", BASE_INSTRUCT_COLUMNS,
+                 [[io.csv_cell(r.get(c)) for c in BASE_INSTRUCT_COLUMNS]
+                  for r in base_instruct_rows(spec, rows)])
+    if spec.behaviour:
+        io.write_json(stage / "behaviour_link.json", behaviour_links(spec, plan, rows))
+    (stage / "jobs").symlink_to(Path("..") / "jobs", target_is_directory=True)
+    build_study_report(stage)
+    (stage / "jobs").unlink()
+    publish(stage, out)
+    return {"report": out / "report.html", "done": [j.name for j in plan], "comparisons": rows}
+
+
+def publish(stage: Path, out: Path) -> None:
+    """Move every top-level output from ``stage`` into ``out``, replacing the old ones (old
+    outputs absent from the new set are removed, so no stale table survives)."""
+    for name in TOP_LEVEL:
+        new, old = stage / name, out / name
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        elif old.exists() or old.is_symlink():
+            old.unlink()
+        if new.exists():
+            os.replace(new, old)
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def _write_study_index(folder: Path, spec: StudySpec, plan: list[Job], skipped: dict) -> None:
+    io.write_json(folder / "study.json", {
         "emogeom": emogeom.__version__,
         "spec": spec.model_dump(),
         "jobs": [{"label": j.label, "family": j.entry.family, "variant": j.entry.variant,
@@ -189,97 +236,52 @@ def _write_study_index(spec: StudySpec, plan: list[Job], skipped: dict) -> None:
     })
 
 
-def finish_study(spec: StudySpec, plan: list[Job], inputs: dict[str, Inputs],
-                 refs: dict[str, dict[str, np.ndarray]],
-                 done_hashes: set[str] | None = None) -> dict[str, Any]:
-    """Compare the finished jobs (``done_hashes``, else checked on disk) and write
-    descriptors, comparisons, base↔instruct and the report (unfinished jobs are listed)."""
-    from emogeom.report.study import build_study_report
-
-    out = spec.out_dir
-    done = [j for j in plan if (j.hash in done_hashes if done_hashes is not None
-                                else job_state(j.folder)[0] == "done")]
-    results = {j.hash: load_result(j.folder, j.label) for j in done}
-    io.write_csv(out / "descriptors.csv", DESCRIPTOR_COLUMNS,
-                 [[io.csv_cell(v) for v in _descriptor(j, results[j.hash])] for j in done])
-    rows = study_comparisons(spec, done, results, inputs, refs)
-    io.write_csv(out / "comparisons.csv", STUDY_COLUMNS,
-                 [[io.csv_cell(r.get(c)) for c in STUDY_COLUMNS] for r in rows])
-    io.write_csv(out / "base_instruct.csv", BASE_INSTRUCT_COLUMNS,
-                 [[io.csv_cell(r.get(c)) for c in BASE_INSTRUCT_COLUMNS]
-                  for r in base_instruct_rows(spec, rows)])
-    if spec.behaviour:
-        io.write_json(out / "behaviour_link.json", behaviour_links(spec, done, rows))
-    report = build_study_report(out)
-    return {"report": report, "done": [j.name for j in done],
-            "missing": [j.name for j in plan if j not in done], "comparisons": rows}
-
-
-def _descriptor(job: Job, res: ModelResult) -> list[Any]:
-    m = res.metrics
-    manifest = io.read_json(job.folder / "manifest.json")
+def _descriptor(job: Job, g: Geometry) -> list[Any]:
+    m = g.metrics
     return [job.label, job.entry.family, job.entry.variant, job.precision, job.preset,
-            manifest["model"].get("architecture"), m["n_layers"], m["best_layer"],
+            g.model_info.get("architecture"), m["n_layers"], m["best_layer"],
             m["best_layer_depth"], m["anisotropy_at_best"], m["rdm_std_at_best"],
             m["reliability_at_best"], m.get("rho_human_at_best"), m.get("p_human_at_best"),
             m.get("steering_regime_reference"), m.get("steering_regime_perplexity"), job.name]
 
 
-def study_comparisons(
-    spec: StudySpec, done: list[Job], results: dict[str, ModelResult],
-    inputs: dict[str, Inputs], refs: dict[str, dict[str, np.ndarray]],
-) -> list[dict[str, Any]]:
+def study_comparisons(spec: StudySpec, done: list[Job], geom) -> tuple[list[dict], list[dict]]:
     """``models``: every model pair at one precision and preset; ``precision``: one model and
     preset at two precisions; ``preset``: one model and precision under two presets (only ρ
     and Mantel p when the presets read different stories). Holm/BH within each kind and
-    group."""
-    rows: list[dict[str, Any]] = []
-
-    def tag(row: dict[str, Any], kind: str, a: Job, b: Job) -> dict[str, Any]:
-        row.update({"kind": kind, "precision_a": a.precision, "preset_a": a.preset,
-                    "precision_b": b.precision, "preset_b": b.preset})
-        return row
-
+    group. Rows are keyed by job label, precision and preset, never by hash."""
+    tagged: list[tuple[str, Job, Job, Comparison]] = []
     groups: dict[tuple[str, str], list[Job]] = {}
     for job in done:
         groups.setdefault((job.precision, job.preset), []).append(job)
-    for (_, preset), members in groups.items():
-        if len(members) < 2:
-            continue
-        pairs = compare([results[j.hash] for j in members], inputs[preset].corpus,
-                        members[0].settings, refs[preset])
-        by_label = {j.label: j for j in members}
-        rows += [tag(r, "models", by_label[r["model_a"]], by_label[r["model_b"]])
-                 for r in pairs]
+    for members in groups.values():
+        family = [("models", a, b, compare(geom(a), geom(b), spec.statistics))
+                  for a, b in itertools.combinations(members, 2)]
+        correct([c for *_, c in family])
+        tagged += family
+    factor: dict[tuple[str, str, str], list[Comparison]] = {}
     for a, b in itertools.combinations(done, 2):
-        if a.label != b.label:
+        if a.label != b.label or (a.preset != b.preset and a.precision != b.precision):
             continue
-        if a.preset == b.preset:
-            row = compare([results[a.hash], results[b.hash]], inputs[a.preset].corpus,
-                          a.settings, refs[a.preset])[0]
-            rows.append(tag(row, "precision", a, b))
-        elif a.precision == b.precision:
-            rows.append(tag(_cross_preset(a, b, results, inputs), "preset", a, b))
-    for key in {(r["kind"], r["precision_a"], r["preset_a"]) for r in rows}:
-        members = [r for r in rows if (r["kind"], r["precision_a"], r["preset_a"]) == key]
-        p = np.array([r["p_perm"] for r in members])
-        for r, ph, pb in zip(members, holm(p), benjamini_hochberg(p)):
-            r["p_holm"], r["p_bh"] = float(ph), float(pb)
-    return rows
-
-
-def _cross_preset(a: Job, b: Job, results: dict[str, ModelResult],
-                  inputs: dict[str, Inputs]) -> dict[str, Any]:
-    """One model under two presets: the full comparison when both read the same stories,
-    otherwise ρ and Mantel p of the best-layer RDMs (no stimulus bootstrap is possible)."""
-    ra, rb = results[a.hash], results[b.hash]
-    ca, cb = inputs[a.preset].corpus, inputs[b.preset].corpus
-    if ca.sha256 == cb.sha256:
-        return compare([ra, rb], ca, a.settings, None)[0]
-    rho, p = mantel(ra.rdm, rb.rdm, a.settings.method, a.settings.n_perm, a.settings.seed)
-    return {"model_a": a.label, "model_b": b.label, "layer_a": ra.metrics["best_layer"],
-            "layer_b": rb.metrics["best_layer"], "method": a.settings.method, "rho": rho,
-            "p_perm": p}
+        kind = "precision" if a.preset == b.preset else "preset"
+        c = compare(geom(a), geom(b), spec.statistics)
+        factor.setdefault((kind, a.precision, a.preset), []).append(c)
+        tagged.append((kind, a, b, c))
+    for family in factor.values():
+        correct(family)
+    rows, profiles = [], []
+    for kind, a, b, c in tagged:
+        row = c.row()
+        row.update({"kind": kind, "model_a": a.label, "model_b": b.label,
+                    "precision_a": a.precision, "preset_a": a.preset,
+                    "precision_b": b.precision, "preset_b": b.preset})
+        rows.append(row)
+        if kind == "models" and c.same_text is not None:
+            profiles.append({"model_a": a.label, "model_b": b.label,
+                             "precision": a.precision, "preset": a.preset,
+                             "layer_b": row["layer_b"], "same_text": c.same_text,
+                             "cross_text": c.cross_text})
+    return rows, profiles
 
 
 def behaviour_links(spec: StudySpec, done: list[Job],
@@ -306,10 +308,6 @@ def behaviour_links(spec: StudySpec, done: list[Job],
                     facets_by_model={k: v["facets"] for k, v in profiles.items()})
         links.append(link)
     return links
-
-
-BASE_INSTRUCT_COLUMNS = ["family", "precision", "preset", "base", "instruct", "layer_base",
-                         "layer_instruct", "rho", "ci_low", "ci_high", "p_perm", "p_holm"]
 
 
 def base_instruct_rows(spec: StudySpec, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

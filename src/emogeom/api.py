@@ -1,0 +1,175 @@
+"""The Python API: what a notebook needs, in a few calls (the CLI is a shell over these).
+
+    import emogeom
+    lm = emogeom.load_model("smollm2-135m-instruct")
+    g = emogeom.extract(lm.model, lm.tokenizer)                 # -> Geometry
+    h = emogeom.extract(*emogeom.load_model("gemma3-270m"))
+    print(emogeom.compare(g, h))                                # -> Comparison
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from emogeom.analysis import Comparison, Geometry
+from emogeom.analysis import compare as _compare
+from emogeom.config import Settings, Statistics, StudySpec, make_settings
+from emogeom.errors import EmogeomError
+from emogeom.progress import Progress
+
+_TORCH_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+
+
+def load_model(spec: str, dtype: str = "fp32", device: str = "cpu", revision: str | None = None,
+               trust_remote_code: bool = False):
+    """Load an embedded name, a local folder, a ``.gguf`` file or a hub id → ``LoadedModel``
+    (``.model``, ``.tokenizer``, ``.info``; it also unpacks as ``model, tokenizer``)."""
+    from emogeom.models import load_model as _load
+
+    lm = _load(spec, dtype, revision=revision, trust_remote_code=trust_remote_code)
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device != "cpu":
+        lm.model.to(device)
+    return lm
+
+
+def load_corpus(path: str | Path | None = None, per_emotion: int | None = None):
+    """A story corpus (``.jsonl`` or ``.csv``; default the shipped one), optionally the first
+    ``per_emotion`` stories of each emotion."""
+    from emogeom.stimuli import load_corpus as _load
+
+    return _load(path, per_emotion=per_emotion)
+
+
+def settings(preset: str = "default", **overrides: Any) -> Settings:
+    """The settings a preset gives, with any field overridden by name (``pooling="last"``,
+    ``denoise=0``, ``permutations=1000``...)."""
+    return make_settings(preset, **overrides)
+
+
+def extract(
+    model: Any, tokenizer: Any, corpus: Any = None, preset: str = "default",
+    neutral: Any = None, references: bool = True, name: str | None = None,
+    progress: Progress | None = None, **overrides: Any,
+) -> Geometry:
+    """The emotion geometry of a loaded causal LM: pooled residual states of every story at
+    every layer → vectors, RDMs, best layer, descriptors. ``corpus``: a ``Corpus``, a path, or
+    None for the shipped one; ``overrides``: any settings field (see ``settings``). The
+    tokenizer is left as it is (a missing pad token is handled inside). Same numbers as a
+    study job with the same settings."""
+    from emogeom.models.loading import LoadedModel, ModelSource
+    from emogeom.stimuli import Corpus, load_neutral_sentences
+    from emogeom.study.jobs import Inputs, geometry_of
+
+    if "dtype" not in overrides:
+        dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        overrides["dtype"] = _TORCH_DTYPES.get(dtype, "fp32")
+    s = make_settings(preset, **overrides)
+    ext = s.extraction
+    if corpus is None or isinstance(corpus, (str, Path)):
+        corpus = load_corpus(corpus, per_emotion=ext.per_emotion)
+    elif not isinstance(corpus, Corpus):
+        raise EmogeomError("corpus must be a Corpus (emogeom.load_corpus), a path or None")
+    elif ext.per_emotion is not None:
+        raise EmogeomError("per_emotion applies when emogeom loads the corpus: pass "
+                           "emogeom.load_corpus(path, per_emotion=N) instead")
+    if neutral is None or isinstance(neutral, (str, Path)):
+        neutral = load_neutral_sentences(neutral, n=ext.n_neutral)
+    refs: dict[str, Any] = {}
+    if references:
+        from emogeom.baselines.references import reference_rdms
+
+        refs, _ = reference_rdms(corpus, progress)
+    label = name or getattr(getattr(model, "config", None), "name_or_path", None) or "model"
+    label = str(label).rstrip("/").split("/")[-1] or "model"
+    lm = LoadedModel(model, tokenizer, ModelSource(label, "memory", None, label),
+                     _model_info(model, tokenizer, ext.dtype))
+    _, geometry = geometry_of(lm, Inputs(corpus, neutral), s, refs, label, progress)
+    return geometry
+
+
+def _model_info(model: Any, tokenizer: Any, dtype: str) -> dict[str, Any]:
+    import torch
+    import transformers
+
+    cfg = model.config.get_text_config()
+    return {"model": getattr(model.config, "name_or_path", None) or type(model).__name__,
+            "kind": "memory", "dtype": dtype, "architecture": model.config.model_type,
+            "n_layers": int(cfg.num_hidden_layers), "d_model": int(cfg.hidden_size),
+            "dtype_loaded": str(next(model.parameters()).dtype).removeprefix("torch."),
+            "has_chat_template": bool(getattr(tokenizer, "chat_template", None)),
+            "transformers": transformers.__version__, "torch": torch.__version__}
+
+
+def compare(a: Geometry, b: Geometry, method: str = "spearman", permutations: int = 10_000,
+            bootstrap: int = 1000, ci_level: float = 0.95, seed: int = 0) -> Comparison:
+    """Compare two geometries at their best layers: ρ with Mantel p, stimulus-bootstrap CI,
+    noise ceiling, CKA, Procrustes, cross-text ρ and partial ρ given the text baselines."""
+    try:
+        stats = Statistics(method=method, permutations=permutations, bootstrap=bootstrap,
+                           ci_level=ci_level, seed=seed)
+    except ValueError as exc:
+        raise EmogeomError(str(exc).splitlines()[0]) from None
+    return _compare(a, b, stats)
+
+
+@contextlib.contextmanager
+def steer(model: Any, tokenizer: Any, geometry: Geometry, emotion: str, alpha: float,
+          layers: int | Sequence[int] | None = None) -> Iterator[list[int]]:
+    """While open, add ``alpha`` × (mean residual norm of the layer, measured on the neutral
+    sentences) × the unit ``emotion`` vector of ``geometry`` to the output of each decoder
+    block in ``layers`` (default: the geometry's best layer); as ``emogeom steer`` does."""
+    from emogeom.models.loading import LoadedModel, ModelSource
+    from emogeom.steering.hooks import steer as _steer
+    from emogeom.steering.vectors import residual_norms
+
+    if emotion not in geometry.emotions:
+        raise EmogeomError(f"unknown emotion '{emotion}' (this geometry has: "
+                           f"{', '.join(geometry.emotions)})")
+    chosen = [geometry.best_layer] if layers is None else (
+        [layers] if isinstance(layers, int) else sorted(set(layers)))
+    k = geometry.emotions.index(emotion)
+    lm = LoadedModel(model, tokenizer, ModelSource("model", "memory", None, "model"), {})
+    norms = residual_norms(lm, chosen)
+    vectors = {layer: geometry.vectors[layer, k] for layer in chosen}
+    with _steer(model, vectors, chosen, alpha, norms) as steered:
+        yield steered
+
+
+class Study:
+    """A study (many models × precisions × presets) from a YAML file or a ``StudySpec``."""
+
+    def __init__(self, spec: StudySpec | dict[str, Any]):
+        self.spec = spec if isinstance(spec, StudySpec) else StudySpec.model_validate(spec)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Study:
+        from emogeom.study.spec import load_study
+
+        return cls(load_study(path))
+
+    def run(self, executor: str | None = None, jobs: int | None = None,
+            progress: Progress | None = None) -> dict[str, Any]:
+        """Compute every unfinished job, compare, and write the study folder and report."""
+        from emogeom.study.runner import run_study_spec
+
+        return run_study_spec(self.spec, executor, None, jobs, progress)
+
+    def status(self) -> list[dict[str, str]]:
+        from emogeom.study.runner import study_status
+
+        return study_status(self.spec)
+
+    def geometries(self) -> dict[str, Geometry]:
+        """The finished jobs' geometries, by job folder name."""
+        from emogeom.study.runner import study_folder_jobs
+
+        out = self.spec.out_dir
+        return {j["folder"]: Geometry.load(out / "jobs" / j["folder"])
+                for j in study_folder_jobs(out)}

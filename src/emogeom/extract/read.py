@@ -1,0 +1,29 @@
+"""Read a corpus through a model: pooled states of the stories and the neutral sentences."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from emogeom.config import Extraction
+from emogeom.extract.pooled import extract_pooled
+from emogeom.models.chat import as_read
+from emogeom.progress import Progress, counter
+
+
+def read_states(
+    model: Any, tokenizer: Any, corpus: Any, neutral: Any, extraction: Extraction,
+    progress: Progress | None = None, name: str = "model",
+) -> dict[str, np.ndarray]:
+    """Pooled block outputs {``stories``, ``neutral``} float32 [L, N, d], the texts read as
+    the extraction's chat-template policy says (raw, or each as one user message)."""
+    states = {}
+    for part, data in (("stories", corpus), ("neutral", neutral)):
+        texts, special = as_read(tokenizer, list(data.texts), extraction.chat_template, name)
+        step = counter(progress, f"{name}: {part}", len(texts))
+        states[part] = extract_pooled(
+            model, tokenizer, texts, extraction.pooling, extraction.mean_start,
+            max_batch_tokens=extraction.max_batch_tokens, add_special_tokens=special,
+            on_batch=step)
+    return states
