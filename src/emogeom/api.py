@@ -107,8 +107,12 @@ def _model_info(model: Any, tokenizer: Any, dtype: str) -> dict[str, Any]:
             "transformers": transformers.__version__, "torch": torch.__version__}
 
 
-def compare(a: Geometry, b: Geometry, method: str = "spearman", permutations: int = 10_000,
-            bootstrap: int = 1000, ci_level: float = 0.95, seed: int = 0) -> Comparison:
+_STATS = {k: f.default for k, f in Statistics.model_fields.items()}  # defaults live in config
+
+
+def compare(a: Geometry, b: Geometry, method: str = _STATS["method"],
+            permutations: int = _STATS["permutations"], bootstrap: int = _STATS["bootstrap"],
+            ci_level: float = _STATS["ci_level"], seed: int = _STATS["seed"]) -> Comparison:
     """Compare two geometries at their best layers: ρ with Mantel p, stimulus-bootstrap CI,
     noise ceiling, CKA, Procrustes, cross-text ρ and partial ρ given the text baselines."""
     try:

@@ -97,17 +97,18 @@ def run(
         None, "--model", "-m",
         help="Embedded name, local folder, .gguf file or hub id; repeat for several. "
              "Default: smollm2-135m-instruct and gemma3-270m."),
-    preset: str = typer.Option("default", help="default | paper (the reference pipeline)."),
+    preset: str | None = typer.Option(None, help="default | paper (the reference "
+                                                 "pipeline)."),
     corpus: Path | None = typer.Option(None, help="Story corpus (.jsonl or .csv)."),
     neutral: Path | None = typer.Option(None, help="Neutral sentences (.jsonl)."),
-    dtype: str = typer.Option("fp32", help="fp32 | bf16 | fp16 | int8 | int4"),
+    dtype: str | None = typer.Option(None, help="fp32 (default) | bf16 | fp16 | int8 | int4"),
     per_emotion: int | None = typer.Option(None, help="Use the first N stories per emotion."),
     n_neutral: int | None = typer.Option(None, help="Use the first N neutral sentences."),
     pooling: str | None = typer.Option(None, help="last | mean"),
     mean_start: int | None = typer.Option(None, help="Mean pooling skips the first k tokens."),
     max_batch_tokens: int | None = typer.Option(None, help="Padded tokens per batch."),
-    chat_template: str = typer.Option("raw", help="raw (stories as text) | chat (each story "
-                                                  "as a user message)."),
+    chat_template: str | None = typer.Option(None, help="raw (default: stories as text) | "
+                                                        "chat (each story as a user message)."),
     layer_criterion: str | None = typer.Option(None, help="reliability | reference | "
                                                           "text-general"),
     denoise: float | None = typer.Option(
@@ -135,10 +136,12 @@ def run(
     try:
         spec = StudySpec(
             name=out.name or "run", out=str(out),
-            models=[ModelEntry(id=m, chat_template=chat_template,
-                               trust_remote_code=trust_remote_code)
+            models=[ModelEntry(id=m, trust_remote_code=trust_remote_code,
+                               **({"chat_template": chat_template} if chat_template else {}))
                     for m in (model or EMBEDDED_DEFAULT)],
-            precisions=[dtype], presets=[preset], corpus=str(corpus) if corpus else None,
+            **({"precisions": [dtype]} if dtype else {}),
+            **({"presets": [preset]} if preset else {}),
+            corpus=str(corpus) if corpus else None,
             neutral=str(neutral) if neutral else None,
             extraction={k: v for k, v in flat.items() if v is not None},
             analysis={k: v for k, v in {"layer_criterion": layer_criterion,
