@@ -61,6 +61,22 @@ class Comparison:
         raise AttributeError(name)
 
     @property
+    def rho(self) -> float:
+        return self.values["rho"]
+
+    @property
+    def ceiling(self) -> float | None:
+        return self.values.get("ceiling")
+
+    @property
+    def rho_cross_text(self) -> float | None:
+        return self.values.get("rho_cross_text")
+
+    @property
+    def rho_partial_text(self) -> float | None:
+        return self.values.get("rho_partial_text")
+
+    @property
     def ci(self) -> tuple[float | None, float | None]:
         return self.values.get("ci_low"), self.values.get("ci_high")
 
