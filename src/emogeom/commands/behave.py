@@ -16,6 +16,7 @@ from rich.table import Table
 
 from emogeom.behavior.link import link_behaviour_geometry
 from emogeom.commands import fail
+from emogeom.config import Behaviour, default
 from emogeom.errors import EmogeomError
 
 __all__ = ["behaviour_profile", "link_behaviour_geometry", "print_link", "print_profile",
@@ -23,6 +24,10 @@ __all__ = ["behaviour_profile", "link_behaviour_geometry", "print_link", "print_
 
 console = Console(stderr=False)
 err = Console(stderr=True)
+
+
+def _d(name: str) -> Any:
+    return default(Behaviour, name)
 
 
 def behaviour_profile(lm: Any, **settings: Any) -> dict:
@@ -94,10 +99,12 @@ def register(app: typer.Typer) -> None:
     def behave(
         model: str = typer.Option(..., "--model", "-m",
                                   help="Embedded name, local folder, .gguf file or hub id."),
-        temperature: float = typer.Option(0.0, help="0 = greedy; > 0 = seeded sampling."),
-        seed: int = typer.Option(0, help="Seed for sampling (recorded either way)."),
-        max_new_tokens: int = typer.Option(80, help="Tokens per reply at most."),
-        fmt: str = typer.Option("auto", "--format",
+        temperature: float = typer.Option(_d("temperature"),
+                                          help="0 = greedy; > 0 = seeded sampling."),
+        seed: int = typer.Option(_d("seed"), help="Seed for sampling (recorded either way)."),
+        max_new_tokens: int = typer.Option(_d("max_new_tokens"),
+                                           help="Tokens per reply at most."),
+        fmt: str = typer.Option(_d("format"), "--format",
                                 help="auto | chat | raw (raw: 'User:/Assistant:' text)."),
         out: Path | None = typer.Option(None, help="Output folder; default "
                                                    "out/behave/<model-slug>/."),
@@ -105,20 +112,20 @@ def register(app: typer.Typer) -> None:
         trust_remote_code: bool = typer.Option(False, help="Allow model code from the hub."),
     ) -> None:
         """Probe MTI Compliance facets: formal constraints and stance under pressure."""
-        from rich.progress import Progress
-
-        from emogeom.behavior.profile import BehaveSettings, n_steps, save_profile
+        from emogeom.behavior.profile import check_behaviour, n_steps, save_profile
+        from emogeom.commands.progress import cli_progress
+        from emogeom.config import checked
         from emogeom.models import load_model
+        from emogeom.progress import counter
 
         try:
-            settings = BehaveSettings(temperature=temperature, seed=seed,
-                                      max_new_tokens=max_new_tokens, format=fmt)
-            settings.check()
+            settings = check_behaviour(checked(Behaviour, {
+                "temperature": temperature, "seed": seed, "max_new_tokens": max_new_tokens,
+                "format": fmt}))
             lm = load_model(model, dtype=dtype, trust_remote_code=trust_remote_code)
-            with Progress(console=console, transient=True) as bar:
-                task = bar.add_task(f"probing {lm.source.slug}", total=n_steps(settings))
-                profile = behaviour_profile(lm, settings=settings,
-                                            on_step=lambda n: bar.advance(task, n))
+            with cli_progress(console) as progress:
+                step = counter(progress, f"probing {lm.source.slug}", n_steps(settings))
+                profile = behaviour_profile(lm, settings=settings, on_step=step)
             folder = out or Path("out") / "behave" / lm.source.slug
             files = save_profile(profile, folder, lm.info)
         except EmogeomError as exc:

@@ -8,13 +8,17 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from emogeom.commands import fail
+from emogeom.config import Steering, default
 from emogeom.errors import EmogeomError
 
 console = Console()
-err = Console(stderr=True)
+
+
+def _d(name: str):
+    return default(Steering, name)
 
 
 def _num(x: float | None, fmt: str = ".2f") -> str:
@@ -34,46 +38,52 @@ def steer_command(
                    "scenarios (hostile prompt → calm, neutral prompt → hostile)."),
     prompt: list[str] | None = typer.Option(
         None, "--prompt", help="Add a prompt steered toward --emotion; repeat for several."),
-    default_prompts: bool = typer.Option(True, help="Include the two built-in prompts."),
+    default_prompts: bool = typer.Option(_d("default_prompts"),
+                                         help="Include the two built-in prompts."),
     strengths: str = typer.Option(
-        "0,0.1,0.2,0.4,0.8", help="Comma-separated strengths, in units of the layer's mean "
-                                  "residual norm (0 is added)."),
+        ",".join(f"{x:g}" for x in _d("strengths")),
+        help="Comma-separated strengths, in units of the layer's mean residual norm (0 is "
+             "added)."),
     layers: str | None = typer.Option(None, help="Layer, range 'a-b', list 'a,b' or 'all'. "
                                                  "Default: round(0.6 × layers)."),
-    max_new_tokens: int = typer.Option(40),
-    temperature: float = typer.Option(0.0, help="0 = greedy; > 0 = sampling seeded by --seed."),
-    top_p: float = typer.Option(0.95),
-    seed: int = typer.Option(0, help="Sampling seed (the same at every strength)."),
-    samples: int = typer.Option(1, help="Samples per prompt (needs --temperature > 0)."),
-    per_emotion: int = typer.Option(6, help="Stories per emotion used to build the vectors."),
+    max_new_tokens: int = typer.Option(_d("max_new_tokens")),
+    temperature: float = typer.Option(_d("temperature"),
+                                      help="0 = greedy; > 0 = sampling seeded by --seed."),
+    top_p: float = typer.Option(_d("top_p")),
+    seed: int = typer.Option(_d("seed"), help="Sampling seed (the same at every strength)."),
+    samples: int = typer.Option(_d("samples"),
+                                help="Samples per prompt (needs --temperature > 0)."),
+    per_emotion: int = typer.Option(_d("per_emotion"),
+                                    help="Stories per emotion used to build the vectors."),
     vectors: Path | None = typer.Option(
         None, help="vectors.safetensors from `emogeom run` for this model, instead of "
                    "computing vectors from the corpus."),
-    dtype: str = typer.Option("fp32", help="fp32 | bf16 | fp16"),
-    chat_template: bool = typer.Option(True, help="Wrap prompts in the model's chat template "
-                                                  "when it has one."),
+    dtype: str = typer.Option(_d("dtype"), help="fp32 | bf16 | fp16"),
+    chat_template: bool = typer.Option(
+        _d("chat_template"), help="Wrap prompts in the model's chat template when it has one."),
     out: Path | None = typer.Option(None, help="Output folder. Default: "
                                                "out/steer/<model>-<emotion>/"),
-    trust_remote_code: bool = typer.Option(False, help="Allow model code from the hub."),
+    trust_remote_code: bool = typer.Option(_d("trust_remote_code"),
+                                           help="Allow model code from the hub."),
 ) -> None:
     """Steer generation with an emotion vector over a grid of strengths; print outputs,
     quality metrics and regimes; save outputs.jsonl, metrics.json, manifest.json."""
-    from emogeom.steering.run import SteerSettings, run_steer
+    from emogeom.commands.progress import cli_progress
+    from emogeom.config import checked
+    from emogeom.steering.run import run_steer
 
-    settings = SteerSettings(
-        model=model, emotion=emotion, prompts=list(prompt or []),
-        default_prompts=default_prompts, strengths=strengths, layers=layers,
-        max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
-        samples=samples, per_emotion=per_emotion, vectors=str(vectors) if vectors else None,
-        dtype=dtype, chat_template=chat_template, out=str(out) if out else None,
-        trust_remote_code=trust_remote_code)
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, transient=True) as bar:
-            result = run_steer(settings, bar)
+        settings = checked(Steering, dict(
+            model=model, emotion=emotion, prompts=list(prompt or []),
+            default_prompts=default_prompts, strengths=strengths, layers=layers,
+            max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
+            samples=samples, per_emotion=per_emotion, vectors=str(vectors) if vectors else None,
+            dtype=dtype, chat_template=chat_template, out=str(out) if out else None,
+            trust_remote_code=trust_remote_code))
+        with cli_progress(console) as progress:
+            result = run_steer(settings, progress)
     except EmogeomError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
-        raise typer.Exit(2) from None
+        fail(exc)
     summary = result["summary"]
     info = result["model"]
     console.print(f"{info['model']}: {info['n_layers']} layers, d={info['d_model']}; steering "

@@ -16,19 +16,20 @@ answers a bare instruction ending in "." with end-of-turn at once, and writes af
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from emogeom.config import Generation, generation
 from emogeom.emotions import EMOTIONS, NEUTRAL
 from emogeom.errors import EmogeomError
 from emogeom.extract.batching import pad_batch, token_budget_batches
 from emogeom.extract.pooled import decoder_layers, pool_blocks
 from emogeom.geometry.vectors import class_means
-from emogeom.models.generate import format_prompt
-from emogeom.models.loading import LoadedModel
+from emogeom.models.generate import encode, generate_ids, prompt_text
+from emogeom.models.loading import LoadedModel, pad_token_id
 
 TOKEN_POSITIONS = ("last", "middle", "mean")
 BASELINES = ("emotion-mean", "neutral")
@@ -71,71 +72,26 @@ TOPICS: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class GenProtocol:
-    """Every sub-parameter of a generation-mode extraction (recorded in manifests)."""
-
-    n_templates: int = 5
-    stories: int = 10  # per template and emotion
-    chat_template: bool = True
-    temperature: float = 0.0  # 0 = greedy
-    top_p: float = 1.0
-    max_new_tokens: int = 256
-    seed: int = 0
-    position: str = "middle"  # last | middle | mean over the generated span
-    layer: str = "fraction:0.5"  # fraction:<f> (layer int(f·n)) | best-comprehension | <int>
-    baseline: str = "neutral"  # neutral (neutral-story mean) | emotion-mean
-    unit_norm: bool = True
-    template_offset: int = 0  # first template used (alternative template sets)
-    max_batch: int = 24  # prompts generated together
-    raw_suffix: str = "\n"  # appended to a prompt sent without chat template (see below)
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0
+def gen_preset(name: str, **overrides: Any) -> Generation:
+    """A generation preset (``config.GEN_PRESETS``) with non-None ``overrides`` on top,
+    checked."""
+    return check_protocol(generation(name, **overrides))
 
 
-PRESETS: dict[str, GenProtocol] = {
-    # arXiv 2604.04064: 5 templates x 10 stories, chat template, greedy, 256 tokens, the middle
-    # generated token, layer n/2, emotion mean minus neutral mean, unit norm.
-    "gen-reference": GenProtocol(),
-    # One sampled story per emotion from the raw prompt, last token, best comprehension layer,
-    # emotion mean minus the mean over emotions.
-    "gen-loose": GenProtocol(n_templates=1, stories=1, chat_template=False, temperature=0.7,
-                             top_p=0.9, max_new_tokens=100, position="last",
-                             layer="best-comprehension", baseline="emotion-mean",
-                             unit_norm=False),
-}
-
-
-def gen_preset(name: str, **overrides: Any) -> GenProtocol:
-    """A preset's protocol with non-None ``overrides`` on top, checked."""
-    if name not in PRESETS:
-        raise EmogeomError(f"unknown generation preset '{name}' (use one of: "
-                           f"{', '.join(PRESETS)})")
-    return check_protocol(replace(PRESETS[name],
-                                  **{k: v for k, v in overrides.items() if v is not None}))
-
-
-def check_protocol(p: GenProtocol) -> GenProtocol:
-    """One-line errors for impossible settings; returns the protocol unchanged."""
+def check_protocol(p: Generation) -> Generation:
+    """One-line errors for settings the fields alone do not rule out; returns ``p``."""
     if p.position not in TOKEN_POSITIONS:
         raise EmogeomError(f"unknown token position '{p.position}' (use one of: "
                            f"{', '.join(TOKEN_POSITIONS)})")
     if p.baseline not in BASELINES:
         raise EmogeomError(f"unknown baseline '{p.baseline}' (use one of: {', '.join(BASELINES)})")
-    if p.n_templates < 1 or p.template_offset < 0 or \
-            p.template_offset + p.n_templates > len(TEMPLATES):
+    if p.template_offset + p.n_templates > len(TEMPLATES):
         raise EmogeomError(f"templates {p.template_offset}..{p.template_offset + p.n_templates - 1}"
                            f" do not exist: there are {len(TEMPLATES)} (use --templates ≤ "
                            f"{len(TEMPLATES) - p.template_offset})")
-    if p.stories < 1 or p.max_new_tokens < 1 or p.max_batch < 1:
-        raise EmogeomError("samples, max_new_tokens and batch size must be at least 1")
     if p.greedy and p.stories > len(TOPICS):
         raise EmogeomError(f"greedy decoding with {p.stories} stories per template repeats "
                            f"stories (only {len(TOPICS)} topics): use ≤ {len(TOPICS)} or sample")
-    if p.temperature < 0 or not 0 < p.top_p <= 1:
-        raise EmogeomError("temperature must be ≥ 0 and top-p in (0, 1]")
     parse_layer_rule(p.layer)
     return p
 
@@ -186,7 +142,7 @@ class Sample:
     prompt: str
 
 
-def build_samples(p: GenProtocol, emotions: Sequence[str] = EMOTIONS) -> list[Sample]:
+def build_samples(p: Generation, emotions: Sequence[str] = EMOTIONS) -> list[Sample]:
     """All prompts of a protocol, emotion-major; the neutral condition uses neutral forms."""
     unknown = [e for e in emotions if e not in EMOTIONS]
     if unknown:
@@ -205,9 +161,9 @@ def build_samples(p: GenProtocol, emotions: Sequence[str] = EMOTIONS) -> list[Sa
 
 def _stop_ids(lm: LoadedModel) -> set[int]:
     """Token ids that end a generation: eos ids of the generation config and tokenizer, pad."""
-    ids: set[int] = set()
+    ids: set[int] = {pad_token_id(lm.tokenizer)}
     for v in (getattr(lm.model.generation_config, "eos_token_id", None),
-              lm.tokenizer.eos_token_id, lm.tokenizer.pad_token_id):
+              lm.tokenizer.eos_token_id):
         if isinstance(v, int):
             ids.add(v)
         elif v is not None:
@@ -216,35 +172,24 @@ def _stop_ids(lm: LoadedModel) -> set[int]:
 
 
 def generate_samples(
-    lm: LoadedModel, samples: Sequence[Sample], p: GenProtocol,
+    lm: LoadedModel, samples: Sequence[Sample], p: Generation,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Generate every sample in left-padded batches of ``p.max_batch``; batch b is seeded with
     ``p.seed + b``, so the same protocol and seed give the same texts. Each record keeps the
     prompt and generated token ids (cut at the first stop token) and the decoded text."""
     tok = lm.tokenizer
-    device = next(lm.model.parameters()).device
     stops = _stop_ids(lm)
     records = []
     for b, start in enumerate(range(0, len(samples), p.max_batch)):
         chunk = samples[start:start + p.max_batch]
         prompts, inputs = [], []
         for s in chunk:
-            text, templated = format_prompt(lm, s.prompt, p.chat_template)
+            text, templated = prompt_text(tok, s.prompt, p.chat_template)
             text = text if templated else text + p.raw_suffix
             inputs.append(text)
-            prompts.append(tok(text, add_special_tokens=not templated)["input_ids"])
-        input_ids, mask, _ = pad_batch(prompts, tok.pad_token_id, "left")
-        torch.manual_seed(p.seed + b)
-        with torch.inference_mode():
-            out = lm.model.generate(
-                input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                max_new_tokens=p.max_new_tokens, do_sample=not p.greedy,
-                temperature=None if p.greedy else p.temperature,
-                top_p=None if p.greedy else p.top_p, top_k=None,
-                pad_token_id=tok.pad_token_id,
-            )
-        rows = out[:, input_ids.shape[1]:].tolist()
+            prompts.append(encode(tok, text, templated))
+        rows = generate_ids(lm, prompts, p.seed + b, p.max_new_tokens, p.temperature, p.top_p)
         for s, text_in, prompt_ids, row in zip(chunk, inputs, prompts, rows):
             cut = next((i for i, t in enumerate(row) if t in stops), len(row))
             gen = row[:cut]
@@ -328,7 +273,7 @@ def vectors_from_means(
 class GenerationRun:
     """What a generation-mode extraction produced: texts, pooled states, sample labels."""
 
-    protocol: GenProtocol
+    protocol: Generation
     records: list[dict[str, Any]]
     states: dict[str, np.ndarray]  # position → [L, N, d] over kept samples
     labels: list[str]
@@ -350,7 +295,7 @@ class GenerationRun:
 
 
 def run_generation(
-    lm: LoadedModel, p: GenProtocol, emotions: Sequence[str] = EMOTIONS,
+    lm: LoadedModel, p: Generation, emotions: Sequence[str] = EMOTIONS,
     on_generated: Callable[[int], None] | None = None,
     on_extracted: Callable[[int], None] | None = None,
     max_batch_tokens: int = 8192,
@@ -367,7 +312,7 @@ def run_generation(
         raise EmogeomError(f"the model wrote nothing for {missing} (it stopped at once): "
                            "try the chat template on/off or other templates")
     states = extract_generated(
-        lm.model, lm.tokenizer.pad_token_id,
+        lm.model, pad_token_id(lm.tokenizer),
         [r["prompt_ids"] + r["generated_ids"] for r in kept],
         [r["n_prompt_tokens"] for r in kept], max_batch_tokens, on_extracted)
     return GenerationRun(p, records, states, [r["emotion"] for r in kept],

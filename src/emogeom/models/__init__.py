@@ -1,4 +1,5 @@
-"""Model loading (hub id, local folder, GGUF file, embedded packages) and dtypes."""
+"""Model loading (hub id, local folder, GGUF file, embedded packages, or a model already in
+memory: ``wrap``) and dtypes."""
 
 from emogeom.models.loading import (
     DTYPES,
@@ -7,6 +8,8 @@ from emogeom.models.loading import (
     ModelSource,
     load_model,
     resolve_model,
+    wrap,
 )
 
-__all__ = ["DTYPES", "EMBEDDED", "LoadedModel", "ModelSource", "load_model", "resolve_model"]
+__all__ = ["DTYPES", "EMBEDDED", "LoadedModel", "ModelSource", "load_model", "resolve_model",
+           "wrap"]

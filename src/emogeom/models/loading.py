@@ -22,6 +22,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from emogeom.artefacts import file_sha256
 from emogeom.errors import EmogeomError
+from emogeom.models.chat import has_chat_template
 from emogeom.models.embedded import EMBEDDED, embedded_gguf
 from emogeom.models.gguf_tokenizer import repair_tokenizer
 from emogeom.models.precision import QUANTISED, finish_quantisation, load_kwargs
@@ -40,7 +41,7 @@ class ModelSource:
     """Where a model spec points, resolved without loading anything heavy."""
 
     spec: str
-    kind: str  # "embedded" | "gguf" | "local" | "hub"
+    kind: str  # "embedded" | "gguf" | "local" | "hub" | "memory" (see ``wrap``)
     path: str | None
     slug: str
 
@@ -143,13 +144,31 @@ def _model_type(folder: str) -> str | None:
     return json.loads(config.read_text()).get("model_type") if config.exists() else None
 
 
+def pad_token_id(tokenizer: Any) -> int:
+    """The id to pad with (masked, so any real token does): the tokenizer's pad token, else
+    eos, unk or bos, else 0. The tokenizer itself is left as it is."""
+    for name in ("pad_token_id", "eos_token_id", "unk_token_id", "bos_token_id"):
+        value = getattr(tokenizer, name, None)
+        if isinstance(value, list):
+            value = value[0] if value else None
+        if value is not None:
+            return int(value)
+    return 0
+
+
 def _ensure_pad(tokenizer: Any) -> None:
-    """Give the tokenizer a pad token that already exists in the vocabulary (masked anyway)."""
+    """Give a tokenizer we loaded ourselves the pad token ``pad_token_id`` pads with."""
     if tokenizer.pad_token is None:
-        fallback = tokenizer.eos_token or tokenizer.unk_token or tokenizer.bos_token
-        if fallback is None:
-            raise EmogeomError("tokenizer has no pad, eos, unk or bos token to pad with")
-        tokenizer.pad_token = fallback
+        tokenizer.pad_token = tokenizer.convert_ids_to_tokens(pad_token_id(tokenizer))
+
+
+def input_device(model: Any) -> torch.device:
+    """Where a model's inputs go: the device of its input embedding (the first block of a
+    model spread over devices), else of its first parameter."""
+    get = getattr(model, "get_input_embeddings", None)
+    emb = get() if callable(get) else None
+    weight = getattr(emb, "weight", None)
+    return weight.device if weight is not None else next(model.parameters()).device
 
 
 def load_dtype(dtype: str) -> torch.dtype:
@@ -160,6 +179,40 @@ def load_dtype(dtype: str) -> torch.dtype:
     from emogeom.models.precision import INT8_CPU, quantisation_path
 
     return torch.float32 if quantisation_path(dtype) == INT8_CPU else torch.float16
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    names = {v: k for k, v in DTYPES.items()}
+    return names.get(dtype, str(dtype).removeprefix("torch."))
+
+
+def describe(model: Any, tokenizer: Any, revision: str | None = None) -> dict[str, Any]:
+    """What manifests record about a loaded model and tokenizer (read only, nothing changed)."""
+    cfg = model.config
+    return {
+        "architecture": cfg.model_type,
+        "n_layers": int(cfg.get_text_config().num_hidden_layers),
+        "d_model": int(cfg.get_text_config().hidden_size),
+        "revision": revision or getattr(cfg, "_commit_hash", None),
+        "dtype_loaded": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "tokenizer_adds_bos": bool(tokenizer("a").input_ids[:1] == [tokenizer.bos_token_id]),
+        "has_chat_template": has_chat_template(tokenizer),
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+    }
+
+
+def wrap(model: Any, tokenizer: Any, name: str | None = None) -> LoadedModel:
+    """A ``LoadedModel`` around a transformers causal LM and tokenizer already in memory (from
+    a notebook, say), for steering, behaviour and extraction. Neither is changed: a tokenizer
+    without a pad token keeps none (padding uses ``pad_token_id``), and the model is used in
+    the mode it is in (``from_pretrained`` gives eval mode)."""
+    name = name or getattr(model.config, "_name_or_path", None) or type(model).__name__
+    source = ModelSource(name, "memory", None, slugify(name))
+    info: dict[str, Any] = {"model": name, "kind": "memory",
+                            "dtype": _dtype_name(next(model.parameters()).dtype),
+                            "trust_remote_code": False, **describe(model, tokenizer)}
+    return LoadedModel(model, tokenizer, source, info)
 
 
 def load_model(
@@ -222,18 +275,7 @@ def load_model(
     if dtype in QUANTISED:
         info["quantisation"] = finish_quantisation(model, dtype)
     _ensure_pad(tokenizer)
-    cfg = model.config
-    info.update({
-        "architecture": cfg.model_type,
-        "n_layers": int(cfg.get_text_config().num_hidden_layers),
-        "d_model": int(cfg.get_text_config().hidden_size),
-        "revision": revision or getattr(cfg, "_commit_hash", None),
-        "dtype_loaded": str(next(model.parameters()).dtype).removeprefix("torch."),
-        "tokenizer_adds_bos": bool(tokenizer("a").input_ids[:1] == [tokenizer.bos_token_id]),
-        "has_chat_template": bool(getattr(tokenizer, "chat_template", None)),
-        "transformers": transformers.__version__,
-        "torch": torch.__version__,
-    })
+    info.update(describe(model, tokenizer, revision))
     if source.kind == "local":
         info["local_path"] = source.path
     return LoadedModel(model, tokenizer, source, info)

@@ -3,7 +3,7 @@
 from emogeom.steering.dose import DEFAULT_SCENARIOS, Scenario, dose_response, parse_strengths
 from emogeom.steering.hooks import steer
 from emogeom.steering.regime import perplexity_regime, reference_regime, regimes, summarise
-from emogeom.steering.run import SteerSettings, run_steer, steering_regime
+from emogeom.steering.run import run_steer, steering_regime
 from emogeom.steering.vectors import (
     SteeringVectors,
     compute_vectors,
@@ -15,7 +15,6 @@ from emogeom.steering.vectors import (
 __all__ = [
     "DEFAULT_SCENARIOS",
     "Scenario",
-    "SteerSettings",
     "SteeringVectors",
     "compute_vectors",
     "dose_response",

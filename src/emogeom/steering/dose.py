@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from emogeom.config import STEER_STRENGTHS
 from emogeom.errors import EmogeomError
 from emogeom.models import LoadedModel
 from emogeom.steering.hooks import steer
@@ -34,7 +35,7 @@ HOSTILE_PROMPT = ("You useless idiot, you ruined my whole order again. I am sick
 NEUTRAL_PROMPT = "Describe how a public library lends books to its members."
 # Strengths are in units of the layer's mean residual norm: 1 adds a vector as long as a
 # typical residual state, which already wrecks both embedded models' text.
-DEFAULT_STRENGTHS = (0.0, 0.1, 0.2, 0.4, 0.8)
+DEFAULT_STRENGTHS = STEER_STRENGTHS
 DEFAULT_SCENARIOS = (
     Scenario("hostile→calm", HOSTILE_PROMPT, "calm"),
     Scenario("neutral→hostile", NEUTRAL_PROMPT, "hostile"),

@@ -1,5 +1,10 @@
 """End-to-end steering runs: ``run_steer`` behind ``emogeom steer`` (writes outputs.jsonl,
-metrics.json, manifest.json) and ``steering_regime`` for the study pipeline."""
+metrics.json, manifest.json) and ``steering_regime`` for the study pipeline.
+
+Both take a ``LoadedModel``: ``models.load_model`` gives one from a name or path, and
+``models.wrap(model, tokenizer)`` one from a transformers model and tokenizer already loaded
+(a tokenizer without a pad token is left so).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,8 @@ import json
 import math
 import platform
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,8 +22,10 @@ import numpy as np
 
 import emogeom
 from emogeom import artefacts as io
+from emogeom.config import Steering
 from emogeom.errors import EmogeomError
 from emogeom.models import DTYPES, LoadedModel, load_model, resolve_model
+from emogeom.progress import Progress, counter
 from emogeom.steering.dose import (
     DEFAULT_SCENARIOS,
     DEFAULT_STRENGTHS,
@@ -38,30 +45,7 @@ from emogeom.steering.vectors import (
 )
 
 
-@dataclass
-class SteerSettings:
-    """Everything that determines a steering run's outputs (recorded in manifest.json)."""
-
-    model: str
-    emotion: str | None = None
-    prompts: list[str] = field(default_factory=list)
-    default_prompts: bool = True
-    strengths: list[float] | str = field(default_factory=lambda: list(DEFAULT_STRENGTHS))
-    layers: str | None = None
-    max_new_tokens: int = 40
-    temperature: float = 0.0
-    top_p: float = 0.95
-    seed: int = 0
-    samples: int = 1
-    per_emotion: int | None = 6
-    vectors: str | None = None
-    dtype: str = "fp32"
-    chat_template: bool = True
-    out: str | None = None
-    trust_remote_code: bool = False
-
-
-def scenarios_for(settings: SteerSettings) -> list[Scenario]:
+def scenarios_for(settings: Steering) -> list[Scenario]:
     """Default scenarios (each toward its own emotion, or all toward --emotion) plus the
     user's prompts (toward --emotion)."""
     chosen = []
@@ -80,7 +64,7 @@ def scenarios_for(settings: SteerSettings) -> list[Scenario]:
     return chosen
 
 
-def validate(settings: SteerSettings) -> tuple[list[Scenario], list[float], Path]:
+def validate(settings: Steering) -> tuple[list[Scenario], list[float], Path]:
     """Check everything that can be checked before loading the model."""
     resolve_model(settings.model)
     if settings.dtype not in DTYPES:
@@ -88,12 +72,6 @@ def validate(settings: SteerSettings) -> tuple[list[Scenario], list[float], Path
     scenarios = scenarios_for(settings)
     check_emotions([s.emotion for s in scenarios])
     strengths = parse_strengths(settings.strengths)
-    if settings.max_new_tokens < 1:
-        raise EmogeomError(f"--max-new-tokens must be ≥ 1, got {settings.max_new_tokens}")
-    if settings.temperature < 0:
-        raise EmogeomError(f"--temperature must be ≥ 0, got {settings.temperature}")
-    if settings.per_emotion is not None and settings.per_emotion < 2:
-        raise EmogeomError(f"--per-emotion must be ≥ 2, got {settings.per_emotion}")
     if settings.vectors and not Path(settings.vectors).exists():
         raise EmogeomError(f"vectors file not found: {settings.vectors} (give the "
                            "vectors.safetensors written by `emogeom run`)")
@@ -106,19 +84,18 @@ def validate(settings: SteerSettings) -> tuple[list[Scenario], list[float], Path
 
 def prepare_vectors(
     lm: LoadedModel, layers: list[int], vectors: str | None, per_emotion: int | None,
-    on_batch: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> SteeringVectors:
     """Emotion vectors at ``layers`` (from a file or the shipped corpus) with residual norms."""
     sv = load_vectors(vectors, lm, layers) if vectors else compute_vectors(
-        lm, layers, per_emotion, on_batch=on_batch)
+        lm, layers, per_emotion, progress=progress)
     sv.norms = residual_norms(lm, layers)
     return sv
 
 
-def run_steer(settings: SteerSettings, progress: Any = None) -> dict[str, Any]:
+def run_steer(settings: Steering, progress: Progress | None = None) -> dict[str, Any]:
     """Load the model, build vectors, run the dose grid, write outputs.jsonl, metrics.json and
-    manifest.json under the output folder; returns what the CLI prints. ``progress`` is an
-    optional rich Progress."""
+    manifest.json under the output folder; returns what the CLI prints."""
     scenarios, strengths, out = validate(settings)
     started = time.time()
     lm = load_model(settings.model, settings.dtype,
@@ -127,15 +104,12 @@ def run_steer(settings: SteerSettings, progress: Any = None) -> dict[str, Any]:
     layers = parse_layers(settings.layers, n_layers)
     if settings.vectors:  # check the file before any long work
         load_vectors(settings.vectors, lm, layers)
-    tick = (lambda task: (lambda n: progress.advance(task, n))) if progress else \
-        (lambda task: None)
-    task = progress.add_task("emotion vectors", total=None) if progress else None
-    sv = prepare_vectors(lm, layers, settings.vectors, settings.per_emotion, tick(task))
+    sv = prepare_vectors(lm, layers, settings.vectors, settings.per_emotion, progress)
     n_out = len(scenarios) * settings.samples * len(strengths)
-    task = progress.add_task("steered outputs", total=n_out) if progress else None
     records = dose_response(lm, sv, scenarios, strengths, settings.max_new_tokens,
                             settings.temperature, settings.top_p, settings.seed,
-                            settings.samples, settings.chat_template, tick(task))
+                            settings.samples, settings.chat_template,
+                            counter(progress, "steered outputs", n_out))
     rows = summarise(records)
     summary = {"model": lm.source.spec, "layers": layers,
                "readout_layer": readout_layer(layers),
@@ -148,7 +122,7 @@ def run_steer(settings: SteerSettings, progress: Any = None) -> dict[str, Any]:
         "emogeom": emogeom.__version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": lm.info,
-        "settings": {**asdict(settings), "strengths": strengths, "layers_resolved": layers},
+        "settings": {**settings.model_dump(), "strengths": strengths, "layers_resolved": layers},
         "seed": settings.seed,
         "scenarios": [asdict(s) for s in scenarios],
         "vectors": sv.source,
@@ -180,7 +154,9 @@ def steering_regime(
     max_new_tokens: int = 40, temperature: float = 0.0, seed: int = 0,
 ) -> dict[str, Any]:
     """Steering regime of a loaded model at one layer with its emotion vectors [E, d]
-    (e.g. the study's vectors at the best layer): both regimes and a small dose table."""
+    (e.g. the study's vectors at the best layer): both regimes and a small dose table.
+    ``lm`` is a ``LoadedModel``; ``models.wrap(model, tokenizer)`` makes one of a plain
+    transformers model and tokenizer."""
     vecs = np.asarray(vectors_at_layer, dtype=np.float32)
     if vecs.ndim != 2 or vecs.shape[0] != len(emotions):
         raise EmogeomError(f"vectors_at_layer must be [{len(emotions)} emotions, d], got "

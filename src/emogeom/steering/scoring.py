@@ -10,14 +10,15 @@ import torch
 
 from emogeom.extract import extract_pooled
 from emogeom.models import LoadedModel
-from emogeom.models.generate import format_prompt
+from emogeom.models.generate import encode, prompt_text
+from emogeom.models.generate import generate_ids as generate_batch
+from emogeom.models.loading import input_device
 from emogeom.steering.metrics import perplexity
 
 
 def prompt_ids(lm: LoadedModel, prompt: str, chat_template: bool = True) -> list[int]:
     """Token ids of ``prompt`` as ``generate`` feeds it (chat template when the model has one)."""
-    text, templated = format_prompt(lm, prompt, chat_template)
-    return lm.tokenizer(text, add_special_tokens=not templated)["input_ids"]
+    return encode(lm.tokenizer, *prompt_text(lm.tokenizer, prompt, chat_template))
 
 
 def generate_ids(
@@ -26,18 +27,7 @@ def generate_ids(
 ) -> list[int]:
     """New token ids after ``ids``: greedy when temperature is 0, else sampling seeded by
     ``seed`` (the same seed at every strength, so only the steering differs)."""
-    device = next(lm.model.parameters()).device
-    input_ids = torch.tensor([list(ids)], device=device)
-    torch.manual_seed(seed)
-    sample = temperature > 0
-    with torch.inference_mode():
-        out = lm.model.generate(
-            input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-            max_new_tokens=max_new_tokens, do_sample=sample,
-            temperature=temperature if sample else None, top_p=top_p if sample else None,
-            top_k=None, pad_token_id=lm.tokenizer.pad_token_id,
-        )
-    return out[0, input_ids.shape[1]:].tolist()
+    return generate_batch(lm, [ids], seed, max_new_tokens, temperature, top_p)[0]
 
 
 def continuation_perplexity(lm: LoadedModel, ids: Sequence[int], new: Sequence[int]) -> float:
@@ -45,7 +35,7 @@ def continuation_perplexity(lm: LoadedModel, ids: Sequence[int], new: Sequence[i
     outside any steering context to score with the unsteered model)."""
     if not new:
         return float("nan")
-    device = next(lm.model.parameters()).device
+    device = input_device(lm.model)
     full = torch.tensor([list(ids) + list(new)], device=device)
     with torch.inference_mode():
         logits = lm.model(input_ids=full, attention_mask=torch.ones_like(full),

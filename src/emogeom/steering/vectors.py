@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,8 @@ from emogeom.extract import extract_pooled
 from emogeom.extract.batching import pad_batch, token_budget_batches
 from emogeom.extract.pooled import backbone, decoder_layers
 from emogeom.models import LoadedModel
+from emogeom.models.loading import input_device, pad_token_id
+from emogeom.progress import Progress, counter
 from emogeom.stimuli import load_corpus, load_neutral_sentences
 
 DEFAULT_LAYER_FRACTION = 0.6
@@ -79,13 +81,13 @@ def residual_norms(
         return hook
 
     ids = [lm.tokenizer(t, add_special_tokens=True)["input_ids"] for t in texts]
-    device = next(lm.model.parameters()).device
+    device = input_device(lm.model)
+    pad = pad_token_id(lm.tokenizer)
     handles = [blocks[x].register_forward_hook(make_hook(x)) for x in wanted]
     try:
         with torch.inference_mode():
             for batch in token_budget_batches([len(x) for x in ids], max_batch_tokens):
-                input_ids, mask, positions = pad_batch([ids[i] for i in batch],
-                                                       lm.tokenizer.pad_token_id, "right")
+                input_ids, mask, positions = pad_batch([ids[i] for i in batch], pad, "right")
                 keep = mask.bool() & (positions >= skip_first)
                 state["keep"] = keep.float().to(device)
                 count += int(keep.sum())
@@ -134,13 +136,15 @@ def check_emotions(names: Sequence[str], known: Sequence[str] = EMOTIONS) -> Non
 def compute_vectors(
     lm: LoadedModel, layers: Sequence[int], per_emotion: int | None = 6,
     corpus: str | Path | None = None, pooling: str = "mean", mean_start: int = 1,
-    on_batch: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> SteeringVectors:
     """Emotion vectors at ``layers`` from the (shipped) story corpus: extract_pooled with the
-    default preset's pooling, then each emotion's mean minus the mean over emotions."""
+    default preset's pooling, then each emotion's mean minus the mean over emotions. ``lm``
+    is a ``LoadedModel`` (``models.wrap`` makes one of a plain model and tokenizer)."""
     stories = load_corpus(corpus, per_emotion=per_emotion)
     acts = extract_pooled(lm.model, lm.tokenizer, stories.texts, pooling, mean_start,
-                          layers=list(layers), on_batch=on_batch)
+                          layers=list(layers),
+                          on_batch=counter(progress, "emotion vectors", len(stories.texts)))
     order = sorted(set(layers))
     acts = acts[[order.index(x) for x in layers]]
     vecs = geometry.emotion_vectors(acts, stories.labels, stories.emotions).astype(np.float32)
