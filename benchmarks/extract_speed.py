@@ -140,7 +140,7 @@ def main() -> None:
         import numpy as np
 
         from emogeom.stimuli import load_corpus
-        from emogeom.study.doctor import layer_agreement
+        from emogeom.extract.doctor import layer_agreement
 
         corpus = load_corpus()
         rows = layer_agreement(np.load(tmp / "ours.npy"), np.load(tmp / "tl.npy"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -20,8 +19,8 @@ from emogeom.extract.generation import (
     span_weights,
     vectors_from_means,
 )
+from emogeom.method.decompose import PAIRS, VectorSet, decomposition_table
 from emogeom.models import load_model
-from emogeom.study.decompose import PAIRS, VectorSet, decomposition_table
 
 EMOS = ["happy", "sad", "calm", "angry", "neutral"]
 
@@ -38,7 +37,7 @@ def _texts(run):
 def test_sampling_reproducible_with_seed_and_differs_with_another(llama):
     p = gen_preset("gen-loose", max_new_tokens=6, stories=2, seed=3)
     a, b = run_generation(llama, p, EMOS), run_generation(llama, p, EMOS)
-    c = run_generation(llama, replace(p, seed=4), EMOS)
+    c = run_generation(llama, p.model_copy(update={"seed": 4}), EMOS)
     assert _texts(a) == _texts(b)
     assert np.array_equal(a.states["last"], b.states["last"])
     assert _texts(a) != _texts(c)
@@ -174,7 +173,7 @@ def test_decompose_cli_end_to_end(tiny_models, tmp_path):
 
 
 def test_sensitivity_grid_on_tiny_model(tiny_models, tmp_path):
-    from emogeom.study.sensitivity import run_sensitivity
+    from emogeom.method.sensitivity import run_sensitivity
 
     res = run_sensitivity(str(tiny_models["llama"]), "gen-reference", templates=1, samples=2,
                           max_new_tokens=3, n_perm=49, n_boot=10, out=tmp_path / "sens")

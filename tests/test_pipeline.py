@@ -207,7 +207,7 @@ def test_presets(tiny_models, tmp_path):
 
 def test_write_corpus_tiny_is_seeded(tiny_models, tmp_path):
     from emogeom.stimuli import load_corpus
-    from emogeom.study.write_corpus import write_corpus
+    from emogeom.stimuli.generate import write_corpus
 
     args = dict(model=str(tiny_models["llama"]), per_emotion=2,
                 emotions=["happy", "sad", "calm"], seed=3, max_new_tokens=30)
@@ -245,8 +245,8 @@ def test_emotion_subset_corpus_runs(tiny_models, tmp_path):
 
 
 def test_doctor_passes_and_detects_a_difference(tiny_models):
+    from emogeom.extract.doctor import TOLERANCE, doctor, layer_agreement
     from emogeom.stimuli import load_corpus
-    from emogeom.study.doctor import TOLERANCE, doctor, layer_agreement
 
     res = doctor(str(tiny_models["qwen2"]), per_emotion=2)
     assert res["status"] == "PASS" and res["last_layer_checked"] is True

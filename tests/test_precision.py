@@ -8,9 +8,9 @@ import torch
 
 from emogeom.errors import EmogeomError
 from emogeom.extract import decoder_layers, extract_pooled
+from emogeom.method.drift import drift_rows, extract_until_finite, parse_dtypes
 from emogeom.models import load_model
 from emogeom.models.precision import INT8_CPU
-from emogeom.study.drift import drift_rows, extract_until_finite, parse_dtypes
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -104,7 +104,7 @@ def test_precision_command_refuses_int4_before_any_work(tiny_models, tmp_path, m
         pytest.skip("int4 has a path on this machine")
     from typer.testing import CliRunner
 
-    import emogeom.study.drift as drift
+    import emogeom.method.drift as drift
     from emogeom.cli import app
 
     def no_loading(*args, **kwargs):

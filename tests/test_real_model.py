@@ -60,7 +60,7 @@ def test_smollm2_tokenizer_and_gguf_path():
 
 def test_smollm2_writes_a_small_corpus(tmp_path):
     from emogeom.stimuli.check import leaks, load_synonyms
-    from emogeom.study.write_corpus import write_corpus
+    from emogeom.stimuli.generate import write_corpus
 
     out = tmp_path / "gen.jsonl"
     result = write_corpus("smollm2-135m-instruct", 1, out, ["happy", "afraid", "calm"],

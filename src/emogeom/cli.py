@@ -153,18 +153,17 @@ def corpus_generate(
     top_p: float = typer.Option(0.95),
 ) -> None:
     """Have a model write a corpus, emotion words forbidden and checked; saves JSON Lines."""
-    from rich.progress import Progress
-
+    from emogeom.commands.progress import cli_progress
     from emogeom.emotions import EMOTIONS
-    from emogeom.study.write_corpus import write_corpus
+    from emogeom.progress import counter
+    from emogeom.stimuli.generate import write_corpus
 
     chosen = [e.strip() for e in emotions.split(",")] if emotions else list(EMOTIONS)
     try:
-        with Progress(console=console) as bar:
-            task = bar.add_task("writing stories", total=len(chosen) * per_emotion)
+        with cli_progress(console) as progress:
             result = write_corpus(model, per_emotion, out, chosen, seed, max_new_tokens,
-                                  temperature, top_p,
-                                  on_story=lambda n: bar.advance(task, n))
+                                  temperature, top_p, on_story=counter(
+                                      progress, "writing stories", len(chosen) * per_emotion))
     except EmogeomError as exc:
         fail(exc)
     console.print(f"wrote {result['kept']} stories to {result['out']}; dropped after retries "
@@ -179,7 +178,7 @@ def doctor(
     pooling: str = typer.Option("mean", help="last | mean"),
 ) -> None:
     """Check that the fast extraction equals HF output_hidden_states, layer by layer."""
-    from emogeom.study.doctor import doctor as run_doctor
+    from emogeom.extract.doctor import doctor as run_doctor
 
     try:
         res = run_doctor(model, dtype, per_emotion, pooling)

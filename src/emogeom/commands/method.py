@@ -12,10 +12,12 @@ from rich.console import Console
 from rich.table import Table
 
 from emogeom.commands import fail
+from emogeom.commands.progress import cli_progress
+from emogeom.config import Statistics, default
 from emogeom.errors import EmogeomError
 
 console = Console(stderr=False)
-err = Console(stderr=True)
+PERMUTATIONS, BOOTSTRAP = default(Statistics, "permutations"), default(Statistics, "bootstrap")
 
 
 def _f(x: float | None, digits: int = 3) -> str:
@@ -31,10 +33,11 @@ def precision(
     out: Path | None = typer.Option(None, help="Output folder [out/precision/<model>]."),
 ) -> None:
     """Per layer: cosine of pooled states and of emotion vectors vs fp32, and RDM ρ vs fp32."""
-    from emogeom.study.drift import parse_dtypes, run_precision
+    from emogeom.method.drift import parse_dtypes, run_precision
 
     try:
-        res = run_precision(model, parse_dtypes(dtypes), per_emotion, out, console)
+        with cli_progress(console) as progress:
+            res = run_precision(model, parse_dtypes(dtypes), per_emotion, out, progress)
     except EmogeomError as exc:
         fail(exc)
     others = [d for d in res["dtypes"] if d != "fp32"]
@@ -76,18 +79,19 @@ def decompose(
     per_emotion: int | None = typer.Option(None, help="Comprehension: first N stories per "
                                                       "emotion [all]."),
     seed: int = typer.Option(0, help="Seed for sampling, permutations and bootstrap."),
-    permutations: int = typer.Option(10_000, help="Mantel permutations."),
-    bootstrap: int = typer.Option(1000, help="Bootstrap samples for the CIs (0 = none)."),
+    permutations: int = typer.Option(PERMUTATIONS, help="Mantel permutations."),
+    bootstrap: int = typer.Option(BOOTSTRAP, help="Bootstrap samples for the CIs (0 = none)."),
     out: Path | None = typer.Option(None, help="Output folder [out/decompose/<model>]."),
 ) -> None:
     """A = comprehension, B = gen-loose, C = gen-reference, D = gen-reference INT8: the
     four-layer decomposition of a method effect."""
-    from emogeom.study.decompose import run_decompose
+    from emogeom.method.decompose import run_decompose
 
     try:
-        res = run_decompose(model, templates, samples, max_new_tokens, loose_samples,
-                            loose_max_new_tokens, per_emotion, seed, permutations, bootstrap,
-                            out, console, log=console.print)
+        with cli_progress(console) as progress:
+            res = run_decompose(model, templates, samples, max_new_tokens, loose_samples,
+                                loose_max_new_tokens, per_emotion, seed, permutations,
+                                bootstrap, out, progress)
     except EmogeomError as exc:
         fail(exc)
     b, c = res["protocols"]["B"], res["protocols"]["C"]
@@ -122,17 +126,18 @@ def sensitivity(
     per_emotion: int | None = typer.Option(None, help="Comprehension stories per emotion "
                                                       "(only if the base needs them)."),
     seed: int = typer.Option(0),
-    permutations: int = typer.Option(10_000, help="Mantel permutations."),
-    bootstrap: int = typer.Option(1000, help="Bootstrap samples (0 = none)."),
+    permutations: int = typer.Option(PERMUTATIONS, help="Mantel permutations."),
+    bootstrap: int = typer.Option(BOOTSTRAP, help="Bootstrap samples (0 = none)."),
     regenerate: bool = typer.Option(True, help="Also vary knobs that need new texts."),
     out: Path | None = typer.Option(None, help="Output folder [out/sensitivity/<model>]."),
 ) -> None:
     """Vary one generation sub-parameter at a time; ρ of each variant's RDM to the base."""
-    from emogeom.study.sensitivity import run_sensitivity
+    from emogeom.method.sensitivity import run_sensitivity
 
     try:
-        res = run_sensitivity(model, base, templates, samples, max_new_tokens, per_emotion,
-                              seed, permutations, bootstrap, out, console, regenerate)
+        with cli_progress(console) as progress:
+            res = run_sensitivity(model, base, templates, samples, max_new_tokens, per_emotion,
+                                  seed, permutations, bootstrap, out, progress, regenerate)
     except EmogeomError as exc:
         fail(exc)
     p = res["base"]
