@@ -16,6 +16,7 @@ import torch
 
 from emogeom.errors import EmogeomError
 from emogeom.extract.batching import pad_batch, token_budget_batches
+from emogeom.models.loading import pad_token_id
 
 POOLINGS = ("last", "mean")
 
@@ -125,18 +126,6 @@ def pool_blocks(
     finally:
         for h in handles:
             h.remove()
-
-
-def pad_token_id(tokenizer) -> int:
-    """The id to pad with (masked, so any real token does): the tokenizer's pad token, else
-    eos, unk or bos, else 0. The tokenizer itself is left as it is."""
-    for name in ("pad_token_id", "eos_token_id", "unk_token_id", "bos_token_id"):
-        value = getattr(tokenizer, name, None)
-        if isinstance(value, list):
-            value = value[0] if value else None
-        if value is not None:
-            return int(value)
-    return 0
 
 
 def extract_pooled(
