@@ -142,3 +142,19 @@ def test_check_finds_leaks_and_duplicates(tmp_path):
     assert result.exit_code == 1
     ok = CliRunner().invoke(app, ["corpus", "check"])
     assert ok.exit_code == 0 and "leaking stories = 0" in ok.output
+
+
+def test_write_corpus_tiny_is_seeded(tiny_models, tmp_path):
+    from emogeom.stimuli import load_corpus
+    from emogeom.stimuli.generate import write_corpus
+
+    args = dict(model=str(tiny_models["llama"]), per_emotion=2,
+                emotions=["happy", "sad", "calm"], seed=3, max_new_tokens=30)
+    a = write_corpus(out=tmp_path / "a.jsonl", **args)
+    write_corpus(out=tmp_path / "b.jsonl", **args)
+    assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()
+    assert a["kept"] + sum(a["dropped"].values()) == 6
+    if a["kept"] == 6:
+        assert load_corpus(tmp_path / "a.jsonl").counts() == {"happy": 2, "sad": 2, "calm": 2}
+    with pytest.raises(EmogeomError, match="exists"):
+        write_corpus(out=tmp_path / "a.jsonl", **args)

@@ -101,3 +101,25 @@ def test_token_budget_batches_cover_everything():
     assert flat == list(range(len(lengths)))
     for b in batches:
         assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 64
+
+
+def test_doctor_passes_and_detects_a_difference(tiny_models):
+    from typer.testing import CliRunner
+
+    from emogeom.cli import app
+    from emogeom.extract.doctor import TOLERANCE, doctor, layer_agreement
+    from emogeom.stimuli import load_corpus
+
+    res = doctor(str(tiny_models["qwen2"]), per_emotion=2)
+    assert res["status"] == "PASS" and res["last_layer_checked"] is True
+    assert len(res["layers"]) == 3 and res["dtype_loaded"] == "float32"
+    corpus = load_corpus(per_emotion=2)
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(2, len(corpus.texts), 8)).astype(np.float32)
+    off = ref.copy()
+    off[1] *= 1.01
+    rows = layer_agreement(off, ref, corpus.labels, list(corpus.emotions))
+    assert rows[0]["rel_diff"] == 0 and rows[1]["rel_diff"] > TOLERANCE["fp32"]
+    result = CliRunner().invoke(app, ["doctor", "--model", str(tiny_models["gpt2"]),
+                                      "--per-emotion", "2"])
+    assert result.exit_code == 0 and "PASS" in result.output
