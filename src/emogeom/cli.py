@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import typer
@@ -22,86 +21,6 @@ err = Console(stderr=True)
 @app.callback()
 def main() -> None:
     """emogeom: extract emotion vectors, measure and compare their geometry."""
-
-
-@app.command()
-def run(
-    model: list[str] | None = typer.Option(
-        None, "--model", "-m",
-        help="Embedded name, local folder, .gguf file or hub id; repeat for several. "
-             "Default: smollm2-135m-instruct and gemma3-270m."),
-    preset: str = typer.Option("default", help="default | paper (the reference pipeline)."),
-    corpus: Path | None = typer.Option(None, help="Story corpus (.jsonl or .csv)."),
-    neutral: Path | None = typer.Option(None, help="Neutral sentences (.jsonl)."),
-    dtype: str = typer.Option("fp32", help="fp32 | bf16 | fp16 | int8 | int4"),
-    per_emotion: int | None = typer.Option(None, help="Use the first N stories per emotion."),
-    pooling: str | None = typer.Option(None, help="last | mean"),
-    mean_start: int | None = typer.Option(None, help="Mean pooling skips the first k tokens."),
-    layer_criterion: str | None = typer.Option(None, help="reliability | reference | text-general"),
-    denoise: float | None = typer.Option(
-        None, help="Project off neutral PCs explaining this variance fraction (0 = off)."),
-    method: str = typer.Option("spearman", help="RDM comparison: spearman | pearson | "
-                                                "kendall | cosine"),
-    permutations: int = typer.Option(10_000, help="Mantel permutations."),
-    bootstrap: int = typer.Option(1000, help="Stimulus-bootstrap samples for CIs."),
-    ci_level: float = typer.Option(0.95, help="Confidence level of the intervals."),
-    seed: int = typer.Option(0, help="Seed for splits and permutations."),
-    out: Path = typer.Option(Path("out"), help="Output folder."),
-    trust_remote_code: bool = typer.Option(False, help="Allow model code from the hub."),
-    steering: bool = typer.Option(False, help="Also steer each model along its best-layer "
-                                              "vectors and classify its regime."),
-) -> None:
-    """Extract, describe and compare emotion geometry; write artefacts and report.html.
-
-    A preset sets corpus size, pooling, denoising and layer choice; options given override it.
-    """
-    from emogeom.study import RunSettings, run_study
-    from emogeom.study.pipeline import EMBEDDED_DEFAULT
-
-    try:
-        settings = RunSettings.from_preset(
-            preset, models=list(model) if model else list(EMBEDDED_DEFAULT),
-            corpus=str(corpus) if corpus else None, neutral=str(neutral) if neutral else None,
-            out=str(out), dtype=dtype, per_emotion=per_emotion, pooling=pooling,
-            mean_start=mean_start, layer_criterion=layer_criterion, denoise=denoise,
-            n_perm=permutations, n_boot=bootstrap, ci_level=ci_level, method=method, seed=seed,
-            trust_remote_code=trust_remote_code, steering=steering or None,
-        )
-    except EmogeomError as exc:
-        fail(exc)
-    started = time.time()
-    try:
-        result = run_study(settings, console)
-    except EmogeomError as exc:
-        fail(exc)
-    table = Table(title="emotion geometry per model")
-    table.add_column("model", no_wrap=True)
-    cols = ["best layer", "anisotropy", "RDM std", "reliability", "|r| PC~val"]
-    for col in cols + (["steering regime (text / ppl)"] if steering else []):
-        table.add_column(col, justify="right")
-    for r in result["results"]:
-        m = r.metrics
-        cells = [r.slug, f"{m['best_layer']} / {m['n_layers']}",
-                 f"{m['anisotropy_at_best']:.3f}", f"{m['rdm_std_at_best']:.3f}",
-                 f"{m['reliability_at_best']:.3f}",
-                 f"PC1 {m['pc1_valence_abs_r']:.2f}, PC{m['best_pc_valence']} "
-                 f"{m['best_pc_valence_abs_r']:.2f}"]
-        if steering:
-            cells.append(f"{m['steering_regime_reference']} / "
-                         f"{m['steering_regime_perplexity']}")
-        table.add_row(*cells)
-    console.print(table)
-    console.print(f"preset {settings.preset}: pooling {settings.pooling}, denoise "
-                  f"{settings.denoise}, layer by {settings.layer_criterion}, "
-                  f"{result['n_stimuli']} stories over {result['n_emotions']} emotions",
-                  soft_wrap=True)
-    for c in result["comparisons"]:
-        console.print(f"{c['model_a']} (L{c['layer_a']}) vs {c['model_b']} (L{c['layer_b']}): "
-                      f"{c['method']} ρ = {c['rho']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}]"
-                      f", permutation p = {c['p_perm']:.4g}, Holm p = {c['p_holm']:.4g}, "
-                      f"ceiling {c['ceiling']:.3f}, CKA {c['cka']:.3f}, "
-                      f"Procrustes {c['procrustes']:.3f}", soft_wrap=True)
-    console.print(f"report: {result['report']}  ({time.time() - started:.0f} s)")
 
 
 corpus_app = typer.Typer(no_args_is_help=True, help="Check or generate stimulus corpora.")
@@ -207,25 +126,18 @@ def doctor(
 
 
 @app.command()
-def report(out: Path = typer.Argument(..., help="A folder written by `emogeom run` or "
-                                                "`emogeom study run`.")) -> None:
+def report(out: Path = typer.Argument(..., help="A study folder (`emogeom run` or "
+                                                "`emogeom study run`).")) -> None:
     """Re-render report.html from the artefacts in OUT (no model is loaded)."""
-    from emogeom.report import build_report
-    from emogeom.report.html import discover
     from emogeom.report.study import build_study_report
 
-    if (out / "study.json").is_file():
-        try:
-            console.print(f"report: {build_study_report(out)}")
-        except (EmogeomError, OSError, KeyError, ValueError) as exc:
-            fail(EmogeomError(f"cannot re-render {out}: {exc}"))
-        return
-    if not out.is_dir() or not discover(out):
-        fail(EmogeomError(f"{out} holds no model results (metrics.json); run `emogeom run`"))
+    if not (out / "study.json").is_file():
+        fail(EmogeomError(f"{out} is not a study folder (no study.json); run `emogeom run` "
+                          "or `emogeom study run` first"))
     try:
-        console.print(f"report: {build_report(out)}")
-    except EmogeomError as exc:
-        fail(exc)
+        console.print(f"report: {build_study_report(out)}")
+    except (EmogeomError, OSError, KeyError, ValueError) as exc:
+        fail(EmogeomError(f"cannot re-render {out}: {exc}"))
 
 
 from emogeom.commands import behave, method, steer, study  # noqa: E402
