@@ -30,8 +30,8 @@ def _child(method: str, model: str, save: str | None = None) -> None:
     """Run one method in this process and print a JSON line."""
     import torch
 
-    from emogeom.extract import extract_pooled
-    from emogeom.extract.reference import per_text_hidden_states
+    from emogeom.extraction import extract_pooled
+    from emogeom.extraction.reference import per_text_hidden_states
     from emogeom.models import load_model
     from emogeom.stimuli import load_corpus
 
@@ -53,7 +53,7 @@ def _child(method: str, model: str, save: str | None = None) -> None:
         per_text_hidden_states(lm.model, lm.tokenizer, texts)
     seconds = time.perf_counter() - start
     cfg = lm.model.config.get_text_config()
-    from emogeom.extract import decoder_layers
+    from emogeom.extraction import decoder_layers
 
     layer_params = sum(p.numel() for p in decoder_layers(lm.model).parameters())
     weights_mb = sum(p.numel() * p.element_size() for p in lm.model.parameters()) / 2**20
@@ -140,7 +140,7 @@ def main() -> None:
         import numpy as np
 
         from emogeom.stimuli import load_corpus
-        from emogeom.extract.doctor import layer_agreement
+        from emogeom.extraction.doctor import layer_agreement
 
         corpus = load_corpus()
         rows = layer_agreement(np.load(tmp / "ours.npy"), np.load(tmp / "tl.npy"),

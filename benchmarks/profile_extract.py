@@ -10,7 +10,7 @@ import argparse
 
 from torch.profiler import ProfilerActivity, profile
 
-from emogeom.extract import extract_pooled
+from emogeom.extraction import extract_pooled
 from emogeom.models import load_model
 from emogeom.stimuli import load_corpus
 

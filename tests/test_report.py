@@ -214,7 +214,7 @@ def test_optional_artefacts_are_skipped(tmp_path):
 
 
 def test_report_imports_no_model_room():
-    banned = ("torch", "transformers", "accelerate", "emogeom.models", "emogeom.extract",
+    banned = ("torch", "transformers", "accelerate", "emogeom.models", "emogeom.extraction",
               "emogeom.study", "emogeom.steering", "emogeom.behavior", "emogeom.cli")
     for path in (ROOT / "src" / "emogeom" / "report").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -223,7 +223,7 @@ def test_report_imports_no_model_room():
             for name in names:
                 assert not name.startswith(banned), f"{path.name} imports {name}"
     code = ("import sys, emogeom.report; bad = [m for m in sys.modules if m.split('.')[0] in "
-            "('torch', 'transformers') or m.startswith(('emogeom.models', 'emogeom.extract', "
+            "('torch', 'transformers') or m.startswith(('emogeom.models', 'emogeom.extraction', "
             "'emogeom.study'))]; print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -11,8 +11,8 @@ import torch
 from typer.testing import CliRunner
 
 from emogeom.errors import EmogeomError
-from emogeom.extract.batching import pad_batch
-from emogeom.extract.pooled import decoder_layers
+from emogeom.extraction.batching import pad_batch
+from emogeom.extraction.pooled import decoder_layers
 from emogeom.models import load_model
 from emogeom.steering import regime
 from emogeom.steering.dose import Scenario, dose_response, parse_strengths, readout_layer

@@ -20,7 +20,7 @@ from emogeom.config import Settings, Statistics, StudySpec, make_settings
 from emogeom.errors import EmogeomError
 from emogeom.progress import Progress
 
-_TORCH_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+_DTYPES = ("fp32", "bf16", "fp16")
 
 
 def load_model(spec: str, dtype: str = "fp32", device: str = "cpu", revision: str | None = None,
@@ -63,13 +63,12 @@ def extract(
     None for the shipped one; ``overrides``: any settings field (see ``settings``). The
     tokenizer is left as it is (a missing pad token is handled inside). Same numbers as a
     study job with the same settings."""
-    from emogeom.models.loading import LoadedModel, ModelSource
+    from emogeom.models.loading import wrap
     from emogeom.stimuli import Corpus, load_neutral_sentences
     from emogeom.study.jobs import Inputs, geometry_of
 
-    if "dtype" not in overrides:
-        dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
-        overrides["dtype"] = _TORCH_DTYPES.get(dtype, "fp32")
+    lm = wrap(model, tokenizer, name)
+    overrides.setdefault("dtype", lm.info["dtype"] if lm.info["dtype"] in _DTYPES else "fp32")
     s = make_settings(preset, **overrides)
     ext = s.extraction
     if corpus is None or isinstance(corpus, (str, Path)):
@@ -86,25 +85,9 @@ def extract(
         from emogeom.baselines.references import reference_rdms
 
         refs, _ = reference_rdms(corpus, progress)
-    label = name or getattr(getattr(model, "config", None), "name_or_path", None) or "model"
-    label = str(label).rstrip("/").split("/")[-1] or "model"
-    lm = LoadedModel(model, tokenizer, ModelSource(label, "memory", None, label),
-                     _model_info(model, tokenizer, ext.dtype))
+    label = name or str(lm.info["model"]).rstrip("/").split("/")[-1] or "model"
     _, geometry = geometry_of(lm, Inputs(corpus, neutral), s, refs, label, progress)
     return geometry
-
-
-def _model_info(model: Any, tokenizer: Any, dtype: str) -> dict[str, Any]:
-    import torch
-    import transformers
-
-    cfg = model.config.get_text_config()
-    return {"model": getattr(model.config, "name_or_path", None) or type(model).__name__,
-            "kind": "memory", "dtype": dtype, "architecture": model.config.model_type,
-            "n_layers": int(cfg.num_hidden_layers), "d_model": int(cfg.hidden_size),
-            "dtype_loaded": str(next(model.parameters()).dtype).removeprefix("torch."),
-            "has_chat_template": bool(getattr(tokenizer, "chat_template", None)),
-            "transformers": transformers.__version__, "torch": torch.__version__}
 
 
 _STATS = {k: f.default for k, f in Statistics.model_fields.items()}  # defaults live in config
@@ -129,7 +112,7 @@ def steer(model: Any, tokenizer: Any, geometry: Geometry, emotion: str, alpha: f
     """While open, add ``alpha`` × (mean residual norm of the layer, measured on the neutral
     sentences) × the unit ``emotion`` vector of ``geometry`` to the output of each decoder
     block in ``layers`` (default: the geometry's best layer); as ``emogeom steer`` does."""
-    from emogeom.models.loading import LoadedModel, ModelSource
+    from emogeom.models.loading import wrap
     from emogeom.steering.hooks import steer as _steer
     from emogeom.steering.vectors import residual_norms
 
@@ -139,8 +122,7 @@ def steer(model: Any, tokenizer: Any, geometry: Geometry, emotion: str, alpha: f
     chosen = [geometry.best_layer] if layers is None else (
         [layers] if isinstance(layers, int) else sorted(set(layers)))
     k = geometry.emotions.index(emotion)
-    lm = LoadedModel(model, tokenizer, ModelSource("model", "memory", None, "model"), {})
-    norms = residual_norms(lm, chosen)
+    norms = residual_norms(wrap(model, tokenizer), chosen)
     vectors = {layer: geometry.vectors[layer, k] for layer in chosen}
     with _steer(model, vectors, chosen, alpha, norms) as steered:
         yield steered

@@ -97,7 +97,7 @@ def doctor(
     pooling: str = typer.Option("mean", help="last | mean"),
 ) -> None:
     """Check that the fast extraction equals HF output_hidden_states, layer by layer."""
-    from emogeom.extract.doctor import doctor as run_doctor
+    from emogeom.extraction.doctor import doctor as run_doctor
 
     try:
         res = run_doctor(model, dtype, per_emotion, pooling)

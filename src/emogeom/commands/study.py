@@ -165,6 +165,7 @@ def flag_error(exc: ValueError) -> str:
     first = exc.errors()[0]
     names = [str(k) for k in first["loc"] if not isinstance(k, int)]
     flag = "--" + (names[-1] if names else "?").replace("_", "-")
+    flag = {"--precisions": "--dtype", "--presets": "--preset"}.get(flag, flag)
     if names[:1] == ["models"]:
         flag = "--model"
     msg = first["msg"].removeprefix("Value error, ")

@@ -28,14 +28,14 @@ from emogeom.artefacts import csv_cell
 from emogeom.config import Generation, Statistics, default, make_settings
 from emogeom.emotions import EMOTIONS
 from emogeom.errors import EmogeomError
-from emogeom.extract.generation import (
+from emogeom.extraction.generation import (
     GenerationRun,
     gen_preset,
     resolve_layer,
     run_generation,
     vectors_from_means,
 )
-from emogeom.extract.read import read_states
+from emogeom.extraction.read import read_states
 from emogeom.geometry import class_means, cosine_rdm, rowwise_spearman, upper
 from emogeom.models import load_model, resolve_model
 from emogeom.progress import Progress, counter

@@ -21,7 +21,7 @@ import numpy as np
 import emogeom
 from emogeom import artefacts as io
 from emogeom.errors import EmogeomError
-from emogeom.extract import NonFiniteActivations, extract_pooled
+from emogeom.extraction import NonFiniteActivations, extract_pooled
 from emogeom.geometry import cosine_rdm, emotion_vectors, rowwise_spearman, upper
 from emogeom.method.decompose import output_folder
 from emogeom.models import DTYPES, load_model

@@ -21,7 +21,7 @@ import emogeom
 from emogeom import artefacts as io
 from emogeom.config import Generation
 from emogeom.errors import EmogeomError
-from emogeom.extract.generation import (
+from emogeom.extraction.generation import (
     TEMPLATES,
     TOKEN_POSITIONS,
     GenerationRun,

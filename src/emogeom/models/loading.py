@@ -55,6 +55,10 @@ class LoadedModel:
     source: ModelSource
     info: dict[str, Any] = field(default_factory=dict)
 
+    def __iter__(self):
+        """``model, tokenizer = emogeom.load_model(...)`` unpacks like a pair."""
+        return iter((self.model, self.tokenizer))
+
 
 def cache_dir() -> Path:
     """Cache root: ``$EMOGEOM_CACHE`` or ``~/.cache/emogeom``."""

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from emogeom.errors import EmogeomError
-from emogeom.extract.pooled import decoder_layers
+from emogeom.extraction.pooled import decoder_layers
 
 VectorsLike = np.ndarray | torch.Tensor | Mapping[int, np.ndarray | torch.Tensor]
 

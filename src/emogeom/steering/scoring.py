@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from emogeom.extract import extract_pooled
+from emogeom.extraction import extract_pooled
 from emogeom.models import LoadedModel
 from emogeom.models.generate import encode, prompt_text
 from emogeom.models.generate import generate_ids as generate_batch

@@ -17,9 +17,9 @@ from emogeom import artefacts as io
 from emogeom import geometry
 from emogeom.emotions import EMOTIONS
 from emogeom.errors import EmogeomError
-from emogeom.extract import extract_pooled
-from emogeom.extract.batching import pad_batch, token_budget_batches
-from emogeom.extract.pooled import backbone, decoder_layers
+from emogeom.extraction import extract_pooled
+from emogeom.extraction.batching import pad_batch, token_budget_batches
+from emogeom.extraction.pooled import backbone, decoder_layers
 from emogeom.models import LoadedModel
 from emogeom.models.loading import input_device, pad_token_id
 from emogeom.progress import Progress, counter

@@ -143,7 +143,7 @@ def geometry_of(lm: LoadedModel, inputs: Inputs, settings: Settings,
                 progress: Progress | None = None) -> tuple[dict[str, np.ndarray], Geometry]:
     """Pooled states and the geometry of a loaded model: the one path from a model to its
     numbers, used by study jobs and by ``emogeom.extract``."""
-    from emogeom.extract.read import read_states
+    from emogeom.extraction.read import read_states
 
     states = read_states(lm.model, lm.tokenizer, inputs.corpus, inputs.neutral,
                          settings.extraction, progress, name)

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from emogeom import geometry
-from emogeom.extract import NonFiniteActivations, extract_pooled
-from emogeom.extract.reference import per_text_hidden_states, strip_final_norm
+from emogeom.extraction import NonFiniteActivations, extract_pooled
+from emogeom.extraction.reference import per_text_hidden_states, strip_final_norm
 from emogeom.models import load_model
 from emogeom.stimuli import load_corpus
 

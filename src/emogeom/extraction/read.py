@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from emogeom.config import Extraction
-from emogeom.extract.pooled import extract_pooled
+from emogeom.extraction.pooled import extract_pooled
 from emogeom.models.chat import as_read
 from emogeom.progress import Progress, counter
 

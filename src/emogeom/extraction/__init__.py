@@ -1,6 +1,6 @@
 """Residual-stream extraction: batched forward passes with pooling inside layer hooks."""
 
-from emogeom.extract.pooled import (
+from emogeom.extraction.pooled import (
     POOLINGS,
     NonFiniteActivations,
     backbone,

@@ -25,8 +25,8 @@ import torch
 from emogeom.config import Generation, generation
 from emogeom.emotions import EMOTIONS, NEUTRAL
 from emogeom.errors import EmogeomError
-from emogeom.extract.batching import pad_batch, token_budget_batches
-from emogeom.extract.pooled import decoder_layers, pool_blocks
+from emogeom.extraction.batching import pad_batch, token_budget_batches
+from emogeom.extraction.pooled import decoder_layers, pool_blocks
 from emogeom.geometry.vectors import class_means
 from emogeom.models.generate import encode, generate_ids, prompt_text
 from emogeom.models.loading import LoadedModel, pad_token_id

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from emogeom.errors import EmogeomError
-from emogeom.extract.batching import pad_batch, token_budget_batches
+from emogeom.extraction.batching import pad_batch, token_budget_batches
 from emogeom.models.loading import pad_token_id
 
 POOLINGS = ("last", "mean")

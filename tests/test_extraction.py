@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from emogeom.extract import backbone, decoder_layers, extract_pooled
-from emogeom.extract.batching import pad_batch, token_budget_batches
+from emogeom.extraction import backbone, decoder_layers, extract_pooled
+from emogeom.extraction.batching import pad_batch, token_budget_batches
 from emogeom.models import load_model
 
 from .conftest import ARCHS
@@ -83,7 +83,7 @@ def test_last_token_index_both_sides():
     ids = [[5, 6, 7], [8]]
     for side in ("left", "right"):
         input_ids, mask, positions = pad_batch(ids, pad_id=0, side=side)
-        from emogeom.extract.pooled import pooling_weights
+        from emogeom.extraction.pooled import pooling_weights
 
         w = pooling_weights(mask, positions, "last", 1)
         picked = (w * input_ids).sum(1)
@@ -107,7 +107,7 @@ def test_doctor_passes_and_detects_a_difference(tiny_models):
     from typer.testing import CliRunner
 
     from emogeom.cli import app
-    from emogeom.extract.doctor import TOLERANCE, doctor, layer_agreement
+    from emogeom.extraction.doctor import TOLERANCE, doctor, layer_agreement
     from emogeom.stimuli import load_corpus
 
     res = doctor(str(tiny_models["qwen2"]), per_emotion=2)

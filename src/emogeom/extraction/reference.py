@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from emogeom.extract.pooled import backbone, pooling_weights
+from emogeom.extraction.pooled import backbone, pooling_weights
 
 FINAL_NORMS = ("norm", "ln_f", "final_layernorm", "final_norm")
 
