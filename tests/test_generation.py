@@ -17,8 +17,8 @@ from emogeom.extraction.generation import (
     resolve_layer,
     run_generation,
     span_weights,
-    vectors_from_means,
 )
+from emogeom.geometry.vectors import vectors_from_means
 from emogeom.method.decompose import PAIRS, VectorSet, decomposition_table
 from emogeom.models import load_model
 

@@ -27,12 +27,11 @@ from emogeom.emotions import EMOTIONS, NEUTRAL
 from emogeom.errors import EmogeomError
 from emogeom.extraction.batching import pad_batch, token_budget_batches
 from emogeom.extraction.pooled import decoder_layers, pool_blocks
-from emogeom.geometry.vectors import class_means
+from emogeom.geometry.vectors import BASELINES, class_means, vectors_from_means
 from emogeom.models.generate import encode, generate_ids, prompt_text
 from emogeom.models.loading import LoadedModel, pad_token_id
 
 TOKEN_POSITIONS = ("last", "middle", "mean")
-BASELINES = ("emotion-mean", "neutral")
 
 # (emotion form, neutral form): {emotion} is the emotion word, {topic} the story's setting.
 TEMPLATES: tuple[tuple[str, str], ...] = (
@@ -242,31 +241,6 @@ def extract_generated(
 
     pool_blocks(model, range(n_layers), batches(), store, on_batch)
     return {pos: out[k] for k, pos in enumerate(TOKEN_POSITIONS)}
-
-
-def vectors_from_means(
-    means: np.ndarray, conditions: Sequence[str], baseline: str, unit_norm: bool
-) -> tuple[np.ndarray, list[str]]:
-    """Emotion vectors [..., E', d] and their emotions from condition means [..., C, d]:
-    ``emotion-mean`` subtracts the mean over all C conditions (E' = C); ``neutral`` subtracts
-    the neutral condition's mean (E' = C without neutral)."""
-    conditions = list(conditions)
-    if baseline == "emotion-mean":
-        vec, names = means - means.mean(axis=-2, keepdims=True), conditions
-    elif baseline == "neutral":
-        if NEUTRAL not in conditions:
-            raise EmogeomError("baseline 'neutral' needs the neutral condition among the "
-                               "emotions; add it or use baseline emotion-mean")
-        k = conditions.index(NEUTRAL)
-        keep = [i for i in range(len(conditions)) if i != k]
-        vec = means[..., keep, :] - means[..., k:k + 1, :]
-        names = [conditions[i] for i in keep]
-    else:
-        raise EmogeomError(f"unknown baseline '{baseline}' (use one of: {', '.join(BASELINES)})")
-    if unit_norm:
-        norm = np.linalg.norm(vec, axis=-1, keepdims=True)
-        vec = np.divide(vec, norm, out=np.zeros_like(vec), where=norm > 0)
-    return vec, names
 
 
 @dataclass

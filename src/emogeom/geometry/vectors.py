@@ -6,6 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from emogeom.emotions import NEUTRAL
+from emogeom.errors import EmogeomError
+
 
 def class_means(acts: np.ndarray, labels: Sequence[str], emotions: Sequence[str]) -> np.ndarray:
     """Per-emotion mean of ``acts`` [..., N, d] over stimuli → [..., E, d] (float64)."""
@@ -19,12 +22,41 @@ def class_means(acts: np.ndarray, labels: Sequence[str], emotions: Sequence[str]
     return np.einsum("en,...nd->...ed", weights, np.asarray(acts, dtype=np.float64))
 
 
+BASELINES = ("emotion-mean", "neutral")
+
+
+def vectors_from_means(
+    means: np.ndarray, conditions: Sequence[str], baseline: str = "emotion-mean",
+    unit_norm: bool = False,
+) -> tuple[np.ndarray, list[str]]:
+    """The one emotion-vector formula. Vectors [..., E', d] and their names from condition
+    means [..., C, d]: ``emotion-mean`` subtracts the mean over all C conditions (E' = C);
+    ``neutral`` subtracts the neutral condition's mean (E' = C without neutral); ``unit_norm``
+    scales each vector to length 1."""
+    conditions = list(conditions)
+    if baseline == "emotion-mean":
+        vec, names = means - means.mean(axis=-2, keepdims=True), conditions
+    elif baseline == "neutral":
+        if NEUTRAL not in conditions:
+            raise EmogeomError("baseline 'neutral' needs the neutral condition among the "
+                               "emotions; add it or use baseline emotion-mean")
+        k = conditions.index(NEUTRAL)
+        keep = [i for i in range(len(conditions)) if i != k]
+        vec = means[..., keep, :] - means[..., k:k + 1, :]
+        names = [conditions[i] for i in keep]
+    else:
+        raise EmogeomError(f"unknown baseline '{baseline}' (use one of: {', '.join(BASELINES)})")
+    if unit_norm:
+        norm = np.linalg.norm(vec, axis=-1, keepdims=True)
+        vec = np.divide(vec, norm, out=np.zeros_like(vec), where=norm > 0)
+    return vec, names
+
+
 def emotion_vectors(
     acts: np.ndarray, labels: Sequence[str], emotions: Sequence[str]
 ) -> np.ndarray:
     """Emotion vectors [..., E, d]: each emotion's mean minus the mean of the E emotion means."""
-    means = class_means(acts, labels, emotions)
-    return means - means.mean(axis=-2, keepdims=True)
+    return vectors_from_means(class_means(acts, labels, emotions), emotions)[0]
 
 
 def neutral_pcs(neutral: np.ndarray, var_fraction: float) -> np.ndarray:

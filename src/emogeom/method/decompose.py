@@ -33,10 +33,10 @@ from emogeom.extraction.generation import (
     gen_preset,
     resolve_layer,
     run_generation,
-    vectors_from_means,
 )
 from emogeom.extraction.read import read_states
 from emogeom.geometry import class_means, cosine_rdm, rowwise_spearman, upper
+from emogeom.geometry.vectors import vectors_from_means
 from emogeom.models import load_model, resolve_model
 from emogeom.progress import Progress, counter
 from emogeom.stats import mantel, percentile_ci, resample_weights

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from emogeom.geometry.rdm import cosine_rdm
+from emogeom.geometry.vectors import vectors_from_means
 from emogeom.stats.compare import compare_vectors, upper_indices
 
 
@@ -35,8 +36,7 @@ def resample_weights(
 def bootstrap_rdms(acts: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Bootstrap RDMs [B, E, E] of pooled states acts [N, d] (one layer) under ``weights``."""
     means = weights @ np.asarray(acts, dtype=np.float64)  # [B, E, d]
-    vectors = means - means.mean(axis=1, keepdims=True)
-    return cosine_rdm(vectors)
+    return cosine_rdm(vectors_from_means(means, range(means.shape[1]))[0])
 
 
 def percentile_ci(samples: np.ndarray, level: float = 0.95, axis: int = 0) -> np.ndarray:
