@@ -28,7 +28,6 @@ class Extraction(_Section):
     """How pooled residual states are read from a model."""
 
     dtype: Literal["fp32", "bf16", "fp16", "int8", "int4"] = "fp32"
-    device: str = Field("cpu", description="cpu | cuda | cuda:N | mps | auto")
     pooling: Literal["last", "mean"] = "mean"
     mean_start: int = Field(1, ge=0, description="mean pooling skips the first k tokens")
     max_batch_tokens: int = Field(8192, ge=1, description="padded tokens per forward batch")
@@ -43,7 +42,8 @@ class Analysis(_Section):
 
     denoise: float = Field(0.5, ge=0, lt=1, description="neutral-PC variance fraction; 0 = off")
     layer_criterion: Literal["reliability", "reference", "text-general"] = "reliability"
-    splits: int = Field(10, ge=1, description="random split-halves for reliability")
+    splits: int = Field(10, ge=1, description="split-halves for reliability: the corpus's "
+                                              "fixed halves, then seeded random ones")
 
 
 class Statistics(_Section):
@@ -126,8 +126,8 @@ def make_settings(preset: str = "default", sections: dict[str, dict[str, Any]] |
 
 def settings_key(s: Settings) -> dict[str, Any]:
     """The part of the settings that changes a job's stored numbers (not the comparison
-    method, bootstrap or CI level, which act only across jobs; not the device)."""
-    ext = s.extraction.model_dump(exclude={"device"})
+    method, bootstrap or CI level, which act only across jobs)."""
+    ext = s.extraction.model_dump()
     return {"preset": s.preset, "extraction": ext, "analysis": s.analysis.model_dump(),
             "permutations": s.statistics.permutations, "seed": s.statistics.seed,
             "steering": s.steering, "steering_tokens": s.steering_tokens,
@@ -206,6 +206,9 @@ class StudySpec(_Section):
         model = Extraction if info.field_name == "extraction" else Analysis
         if info.field_name == "extraction" and "dtype" in value:
             raise ValueError("set the dtype with 'precisions', not extraction.dtype")
+        if info.field_name == "extraction" and "chat_template" in value:
+            raise ValueError("set chat_template per model (models[i].chat_template), not in "
+                             "extraction")
         model.model_validate(value)  # names and types; pydantic's message names the field
         return value
 

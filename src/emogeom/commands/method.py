@@ -30,7 +30,7 @@ def precision(
                                help="Comma list of fp32 | bf16 | fp16 | int8 | int4 "
                                     "(fp32 is always the reference)."),
     per_emotion: int | None = typer.Option(None, help="First N stories per emotion (fast: 5)."),
-    out: Path | None = typer.Option(None, help="Output folder [out/precision/<model>]."),
+    out: Path | None = typer.Option(None, help="Output folder (default: out/precision/<model>)."),
 ) -> None:
     """Per layer: cosine of pooled states and of emotion vectors vs fp32, and RDM ρ vs fp32."""
     from emogeom.method.drift import parse_dtypes, run_precision
@@ -81,7 +81,7 @@ def decompose(
     seed: int = typer.Option(0, help="Seed for sampling, permutations and bootstrap."),
     permutations: int = typer.Option(PERMUTATIONS, help="Mantel permutations."),
     bootstrap: int = typer.Option(BOOTSTRAP, help="Bootstrap samples for the CIs (0 = none)."),
-    out: Path | None = typer.Option(None, help="Output folder [out/decompose/<model>]."),
+    out: Path | None = typer.Option(None, help="Output folder (default: out/decompose/<model>)."),
 ) -> None:
     """A = comprehension, B = gen-loose, C = gen-reference, D = gen-reference INT8: the
     four-layer decomposition of a method effect."""
@@ -120,16 +120,17 @@ def decompose(
 def sensitivity(
     model: str = typer.Option("smollm2-135m-instruct", "--model", "-m"),
     base: str = typer.Option("gen-reference", help="Base protocol preset."),
-    templates: int | None = typer.Option(None, help="Templates of the base [preset]."),
-    samples: int | None = typer.Option(None, help="Stories per template [preset]."),
-    max_new_tokens: int | None = typer.Option(None, help="New tokens [preset]."),
+    templates: int | None = typer.Option(
+        None, help="Templates of the base (default: the preset's)."),
+    samples: int | None = typer.Option(None, help="Stories per template (default: the preset's)."),
+    max_new_tokens: int | None = typer.Option(None, help="New tokens (default: the preset's)."),
     per_emotion: int | None = typer.Option(None, help="Comprehension stories per emotion "
                                                       "(only if the base needs them)."),
     seed: int = typer.Option(0),
     permutations: int = typer.Option(PERMUTATIONS, help="Mantel permutations."),
     bootstrap: int = typer.Option(BOOTSTRAP, help="Bootstrap samples (0 = none)."),
     regenerate: bool = typer.Option(True, help="Also vary knobs that need new texts."),
-    out: Path | None = typer.Option(None, help="Output folder [out/sensitivity/<model>]."),
+    out: Path | None = typer.Option(None, help="Output folder (default: out/sensitivity/<model>)."),
 ) -> None:
     """Vary one generation sub-parameter at a time; ρ of each variant's RDM to the base."""
     from emogeom.method.sensitivity import run_sensitivity

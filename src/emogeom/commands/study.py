@@ -113,7 +113,8 @@ def run(
                                                           "text-general"),
     denoise: float | None = typer.Option(
         None, help="Project off neutral PCs explaining this variance fraction (0 = off)."),
-    splits: int | None = typer.Option(None, help="Random split-halves for reliability."),
+    splits: int | None = typer.Option(
+        None, help="Split-halves for reliability (the fixed one, then random)."),
     method: str | None = typer.Option(None, help="RDM comparison: spearman | pearson | "
                                                  "kendall | cosine"),
     permutations: int | None = typer.Option(None, help="Mantel permutations."),
