@@ -54,6 +54,39 @@ def test_run_equals_study_run(run_out, tiny_models, tmp_path):
     # Both are study folders with the same tables and a report.
     for name in ("study.json", "descriptors.csv", "profiles.json", "report.html"):
         assert (run_out / name).exists() and (out / name).exists(), name
+    study_api = emogeom.Study.from_file(study)
+    assert {r["state"] for r in study_api.status()} == {"done"}
+    assert sorted(g.name for g in study_api.geometries().values()) == ["gpt2", "llama"]
+
+
+def test_steer_on_a_plain_model(run_out, tiny_models):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from emogeom.models import wrap
+    from emogeom.steering.hooks import steer as steer_hooks
+    from emogeom.steering.vectors import residual_norms
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_models["llama"]), dtype="float32")
+    tok = AutoTokenizer.from_pretrained(str(tiny_models["llama"]))
+    g = emogeom.Geometry.load(next((run_out / "jobs").glob("llama-*")))
+    ids = torch.tensor([tok("A quiet morning at the station.")["input_ids"]])
+    with torch.no_grad():
+        plain = model(ids).logits
+        with emogeom.steer(model, tok, g, "calm", alpha=0.5) as layers:
+            steered = model(ids).logits
+        assert layers == [g.best_layer]
+        after = model(ids).logits
+        norms = residual_norms(wrap(model, tok), layers)
+        vector = g.vectors[g.best_layer, g.emotions.index("calm")]
+        with steer_hooks(model, vector, layers, 0.5, norms):
+            by_hand = model(ids).logits
+    assert not torch.allclose(plain, steered)
+    torch.testing.assert_close(steered, by_hand)
+    torch.testing.assert_close(plain, after)  # hooks gone on exit
+    with pytest.raises(emogeom.errors.EmogeomError, match="unknown emotion 'smug'"), \
+            emogeom.steer(model, tok, g, "smug", alpha=0.5):
+        pass
 
 
 def test_extract_on_a_plain_model_equals_the_job(run_out, tiny_models, tmp_path):
