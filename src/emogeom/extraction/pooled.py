@@ -132,22 +132,25 @@ def extract_pooled(
     model: torch.nn.Module,
     tokenizer,
     texts: Sequence[str],
-    pooling: str = "mean",
+    pooling: str | Sequence[str] = "mean",
     mean_start: int = 1,
     layers: Sequence[int] | None = None,
     max_batch_tokens: int = 8192,
     padding_side: str | None = None,
     on_batch: Callable[[int], None] | None = None,
     add_special_tokens: bool = True,
-) -> np.ndarray:
-    """Pooled block outputs float32 [len(layers), len(texts), d] in the order of ``texts``.
+) -> np.ndarray | dict[str, np.ndarray]:
+    """Pooled block outputs float32 [len(layers), len(texts), d] in the order of ``texts``;
+    for several poolings (``("last", "mean")``) a dict of them, all read in the same pass.
 
     Texts are tokenised as given (with the tokenizer's special tokens unless
     ``add_special_tokens`` is off, for texts already in a chat template), sorted by length and
     batched under a token budget. Raises ``NonFiniteActivations`` naming the first non-finite layer.
     """
-    if pooling not in POOLINGS:
-        raise EmogeomError(f"unknown pooling '{pooling}' (use one of: {', '.join(POOLINGS)})")
+    names = [pooling] if isinstance(pooling, str) else list(dict.fromkeys(pooling))
+    for name in names:
+        if name not in POOLINGS:
+            raise EmogeomError(f"unknown pooling '{name}' (use one of: {', '.join(POOLINGS)})")
     if not texts:
         raise EmogeomError("no texts to extract from")
     blocks = decoder_layers(model)
@@ -157,7 +160,7 @@ def extract_pooled(
     side = padding_side or getattr(tokenizer, "padding_side", "right") or "right"
     ids = [tokenizer(t, add_special_tokens=add_special_tokens)["input_ids"] for t in texts]
     d = model.config.get_text_config().hidden_size
-    out = np.zeros((len(wanted), len(texts), d), dtype=np.float32)
+    out = np.zeros((len(names), len(wanted), len(texts), d), dtype=np.float32)
     slot = {layer: k for k, layer in enumerate(wanted)}
 
     pad_id = pad_token_id(tokenizer)
@@ -166,10 +169,13 @@ def extract_pooled(
         for batch in token_budget_batches([len(x) for x in ids], max_batch_tokens):
             input_ids, mask, positions = pad_batch([ids[i] for i in batch], pad_id, side)
             yield (np.array(batch), input_ids, mask, positions,
-                   pooling_weights(mask, positions, pooling, mean_start))
+                   torch.stack([pooling_weights(mask, positions, p, mean_start)
+                                for p in names]))
 
     def store(layer: int, rows: np.ndarray, pooled: np.ndarray) -> None:
-        out[slot[layer], rows] = pooled
+        out[:, slot[layer], rows] = pooled
 
     pool_blocks(model, wanted, batches(), store, on_batch)
-    return out
+    if isinstance(pooling, str):
+        return out[0]
+    return {name: out[k] for k, name in enumerate(names)}
