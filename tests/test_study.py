@@ -317,3 +317,52 @@ def test_chat_template_policy_wraps_stories(tiny_models):
                          "{% endfor %}{% if add_generation_prompt %} [assistant]{% endif %}")
     texts, special = as_read(tok, ["A story."], "chat")
     assert texts == ["<s>[user] A story. [assistant]"] and special is False
+
+
+def test_two_presets_load_and_read_each_model_once(tiny_models, tmp_path, monkeypatch):
+    import emogeom.extraction.pooled as pooled
+    import emogeom.models as models
+
+    loads, passes = [], []
+    real_load, real_extract = models.load_model, pooled.extract_pooled
+
+    def counting_load(*args, **kwargs):
+        loads.append(args[0])
+        return real_load(*args, **kwargs)
+
+    def counting_extract(model, tokenizer, texts, pooling, *args, **kwargs):
+        passes.append((len(texts), pooling))
+        return real_extract(model, tokenizer, texts, pooling, *args, **kwargs)
+
+    monkeypatch.setattr(models, "load_model", counting_load)
+    monkeypatch.setattr("emogeom.extraction.read.extract_pooled", counting_extract)
+    both = parse_study(_yaml(tiny_models, tmp_path / "both", archs=("llama",),
+                             extra="presets: [default, paper]\n"))
+    res = run_study_spec(both)
+    assert len(res["computed"]) == 2 and len(loads) == 1
+    # Stories and neutral sentences, each read once with both poolings.
+    assert sorted(passes) == [(60, ("mean", "last")), (420, ("mean", "last"))]
+    loads.clear()
+    for preset in ("default", "paper"):
+        run_study_spec(parse_study(_yaml(tiny_models, tmp_path / preset, archs=("llama",),
+                                         extra=f"presets: [{preset}]\n")))
+    assert len(loads) == 2
+    for preset in ("default", "paper"):
+        [shared] = (tmp_path / "both" / "jobs").glob(f"llama-fp32-{preset}-*")
+        [alone] = (tmp_path / preset / "jobs").glob(f"llama-fp32-{preset}-*")
+        assert shared.name == alone.name  # same job, same hash
+        a, b = emogeom_geometry(shared), emogeom_geometry(alone)
+        assert a.best_layer == b.best_layer
+        # The paper preset's 63 stories are batched with the other 357 in the shared pass,
+        # so float rounding may differ in the last bits; the numbers agree to that.
+        np.testing.assert_allclose(a.vectors, b.vectors, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(a.rdms, b.rdms, atol=1e-5)
+        np.testing.assert_allclose(a.reliability, b.reliability, atol=1e-4)
+        manifest = json.loads((shared / "manifest.json").read_text())
+        assert manifest["read"]["texts"] == 480 and len(manifest["read"]["shared_with"]) == 2
+
+
+def emogeom_geometry(folder: Path):
+    from emogeom.analysis import Geometry
+
+    return Geometry.load(folder)

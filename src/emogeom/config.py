@@ -149,6 +149,8 @@ class ModelEntry(_Section):
     chat_template: Literal["raw", "chat"] = Field(
         "raw", description="raw: stories as plain text; chat: each story as a user message")
     trust_remote_code: bool = False
+    device: str | None = Field(None, description="auto | cpu | cuda | cuda:N | mps; "
+                                                 "None: the study's device")
 
     @property
     def name(self) -> str:
@@ -185,6 +187,10 @@ class StudySpec(_Section):
                                      description="Analysis fields over every preset")
     steering: bool = Field(False, description="add each model's steering regime")
     behaviour: bool = Field(False, description="add each model's MTI Compliance profile")
+    device: str = Field("auto", description="auto (CUDA, else MPS, else CPU) | cpu | cuda | "
+                                            "cuda:N | mps; a model's own device wins")
+    max_memory: dict[int | str, str] | None = Field(
+        None, description="per-device memory caps for device_map='auto', e.g. {0: '20GiB'}")
     statistics: Statistics = Field(default_factory=Statistics)
     executor: Executor = Field(default_factory=Executor)
 

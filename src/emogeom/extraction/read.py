@@ -18,12 +18,24 @@ def read_states(
 ) -> dict[str, np.ndarray]:
     """Pooled block outputs {``stories``, ``neutral``} float32 [L, N, d], the texts read as
     the extraction's chat-template policy says (raw, or each as one user message)."""
-    states = {}
+    return read_poolings(model, tokenizer, corpus, neutral, extraction, (extraction.pooling,),
+                         progress, name)[extraction.pooling]
+
+
+def read_poolings(
+    model: Any, tokenizer: Any, corpus: Any, neutral: Any, extraction: Extraction,
+    poolings: tuple[str, ...], progress: Progress | None = None, name: str = "model",
+) -> dict[str, dict[str, np.ndarray]]:
+    """``read_states`` for several poolings in one pass: {pooling: {stories, neutral}}
+    (``extraction.pooling`` itself is not used)."""
+    states: dict[str, dict[str, np.ndarray]] = {p: {} for p in poolings}
     for part, data in (("stories", corpus), ("neutral", neutral)):
         texts, special = as_read(tokenizer, list(data.texts), extraction.chat_template, name)
         step = counter(progress, f"{name}: {part}", len(texts))
-        states[part] = extract_pooled(
-            model, tokenizer, texts, extraction.pooling, extraction.mean_start,
+        pooled = extract_pooled(
+            model, tokenizer, texts, poolings, extraction.mean_start,
             max_batch_tokens=extraction.max_batch_tokens, add_special_tokens=special,
             on_batch=step)
+        for p in poolings:
+            states[p][part] = pooled[p]
     return states

@@ -122,18 +122,48 @@ def job_state(folder: Path) -> tuple[str, str]:
     return "done", ""
 
 
-def load_for_job(source: ModelSource, settings: Settings, revision: str | None = None,
+@dataclass(frozen=True)
+class ModelTask:
+    """The unfinished jobs of one model at one precision: the model is loaded once and reads
+    the stories once for all of them (every pooling in the same hooked pass); each job is
+    then analysed and written on its own, under its own hash."""
+
+    jobs: tuple[Job, ...]
+    device: str | None = None
+    max_memory: dict | None = None
+
+    @property
+    def name(self) -> str:
+        first = self.jobs[0]
+        return f"{first.label} ({first.precision}: {', '.join(j.preset for j in self.jobs)})"
+
+
+def group_jobs(jobs: list[Job], device: str | None = None,
+               max_memory: dict | None = None) -> list[ModelTask]:
+    """Jobs grouped by model and precision, in plan order; a model's own device wins over
+    the study's."""
+    groups: dict[tuple[str, str], list[Job]] = {}
+    for job in jobs:
+        groups.setdefault((job.label, job.precision), []).append(job)
+    return [ModelTask(tuple(g), g[0].entry.device or device, max_memory)
+            for g in groups.values()]
+
+
+def load_for_job(job: Job, device: str | None = None, max_memory: dict | None = None,
                  progress: Progress | None = None) -> LoadedModel:
-    """Load a job's model at its precision, with a note before and after."""
+    """Load a job's model at its precision on its device, with a note before and after."""
     from emogeom.models import load_model
 
-    ext = settings.extraction
+    ext = job.settings.extraction
     if progress is not None:
-        progress(f"loading {source.spec} ({ext.dtype})...")
-    lm = load_model(source, ext.dtype, revision=revision,
-                    trust_remote_code=settings.trust_remote_code)
+        progress(f"loading {job.source.spec} ({ext.dtype})...")
+    kwargs = {"device": device} if device else {}
+    if max_memory:
+        kwargs["max_memory"] = max_memory
+    lm = load_model(job.source, ext.dtype, revision=job.entry.revision,
+                    trust_remote_code=job.settings.trust_remote_code, **kwargs)
     if progress is not None:
-        progress(f"loaded {source.spec}: {lm.info['architecture']}, "
+        progress(f"loaded {job.source.spec}: {lm.info['architecture']}, "
                  f"{lm.info['n_layers']} layers, d={lm.info['d_model']}")
     return lm
 
@@ -141,37 +171,93 @@ def load_for_job(source: ModelSource, settings: Settings, revision: str | None =
 def geometry_of(lm: LoadedModel, inputs: Inputs, settings: Settings,
                 references: dict[str, np.ndarray], name: str,
                 progress: Progress | None = None) -> tuple[dict[str, np.ndarray], Geometry]:
-    """Pooled states and the geometry of a loaded model: the one path from a model to its
-    numbers, used by study jobs and by ``emogeom.extract``."""
+    """Pooled states and the geometry of a loaded model under one settings: the path from a
+    model to its numbers used by ``emogeom.extract``."""
     from emogeom.extraction.read import read_states
 
     states = read_states(lm.model, lm.tokenizer, inputs.corpus, inputs.neutral,
                          settings.extraction, progress, name)
-    geometry = analyse(states["stories"], states["neutral"], inputs.corpus,
-                       fixed_halves(inputs.corpus), settings, references, name,
-                       dict(lm.info, chat_template_policy=settings.extraction.chat_template))
-    return states, geometry
+    return states, _analyse(lm, inputs, settings, references, name, states)
 
 
-def compute_job(job: Job, inputs: Inputs, references: dict[str, np.ndarray],
-                progress: Progress | None = None) -> dict[str, Any]:
-    """Extract and analyse one job (and steer and probe its model when asked), loading the
-    model once; returns everything ``write_job`` needs. Pure of the output folder, so it can
-    run on a Ray worker."""
+def _analyse(lm: LoadedModel, inputs: Inputs, settings: Settings,
+             references: dict[str, np.ndarray], name: str,
+             states: dict[str, np.ndarray]) -> Geometry:
+    return analyse(states["stories"], states["neutral"], inputs.corpus,
+                   fixed_halves(inputs.corpus), settings, references, name,
+                   dict(lm.info, chat_template_policy=settings.extraction.chat_template))
+
+
+def _rows(part: Corpus, union: Corpus) -> np.ndarray | None:
+    """Where ``part``'s texts sit in ``union`` (None unless every one is there, in order of
+    ``part``)."""
+    where = {(s.id, s.text): i for i, s in enumerate(union.stimuli)}
+    rows = [where.get((s.id, s.text)) for s in part.stimuli]
+    return None if any(r is None for r in rows) else np.array(rows)
+
+
+def shared_passes(task: ModelTask, inputs: dict[str, Inputs]) -> list[tuple[Inputs, list[Job]]]:
+    """Which jobs can read their texts in one pass: those with the same reading settings
+    (mean start, token budget, chat policy) whose stories and neutral sentences are subsets
+    of the largest corpus among them. Each pass: (union inputs, its jobs)."""
+    passes: list[tuple[Inputs, list[Job]]] = []
+    keyed: dict[tuple, list[Job]] = {}
+    for job in task.jobs:
+        ext = job.settings.extraction
+        keyed.setdefault((ext.mean_start, ext.max_batch_tokens, ext.chat_template), []).append(job)
+    for group in keyed.values():
+        union = max((inputs[j.preset] for j in group),
+                    key=lambda x: (len(x.corpus.stimuli), len(x.neutral.stimuli)))
+        fits = [j for j in group if _rows(inputs[j.preset].corpus, union.corpus) is not None
+                and _rows(inputs[j.preset].neutral, union.neutral) is not None]
+        if fits:
+            passes.append((union, fits))
+        passes += [(inputs[j.preset], [j]) for j in group if j not in fits]
+    return passes
+
+
+def compute_job(task: ModelTask, inputs: dict[str, Inputs],
+                references: dict[str, dict[str, np.ndarray]],
+                progress: Progress | None = None) -> dict[str, dict[str, Any]]:
+    """Compute every job of a model task, loading the model once and reading each shared set
+    of texts once; returns {job name: everything ``write_job`` needs}. Pure of the output
+    folder, so it can run on a Ray worker."""
+    from emogeom.extraction.read import read_poolings
+
     started = time.time()
-    lm = load_for_job(job.source, job.settings, job.entry.revision, progress)
-    states, geom = geometry_of(lm, inputs, job.settings, references, job.label, progress)
-    extract_s = time.time() - started
-    steering = behaviour = None
-    if job.settings.steering:
-        steering = add_steering(lm, job.settings, geom, progress)
-    if job.settings.behaviour:
-        behaviour = probe_behaviour(lm, job, progress)
-        geom.metrics.update({f"behaviour_{k}": v for k, v in behaviour["facets"].items()})
+    lm = load_for_job(task.jobs[0], task.device, task.max_memory, progress)
+    payloads = {}
+    for union, jobs in shared_passes(task, inputs):
+        poolings = tuple(dict.fromkeys(j.settings.extraction.pooling for j in jobs))
+        read_started = time.time()
+        states = read_poolings(lm.model, lm.tokenizer, union.corpus, union.neutral,
+                               jobs[0].settings.extraction, poolings, progress, jobs[0].label)
+        read_s = time.time() - read_started
+        for job in jobs:
+            data = inputs[job.preset]
+            rows = _rows(data.corpus, union.corpus)
+            neutral_rows = _rows(data.neutral, union.neutral)
+            own = states[job.settings.extraction.pooling]
+            job_states = {"stories": np.ascontiguousarray(own["stories"][:, rows]),
+                          "neutral": np.ascontiguousarray(own["neutral"][:, neutral_rows])}
+            geom = _analyse(lm, data, job.settings, references[job.preset], job.label,
+                            job_states)
+            steering = behaviour = None
+            if job.settings.steering:
+                steering = add_steering(lm, job.settings, geom, progress)
+            if job.settings.behaviour:
+                behaviour = probe_behaviour(lm, job, progress)
+                geom.metrics.update({f"behaviour_{k}": v
+                                     for k, v in behaviour["facets"].items()})
+            payloads[job.name] = {
+                "states": job_states, "geometry": geom, "steering": steering,
+                "behaviour": behaviour,
+                "read": {"texts": len(union.corpus.stimuli) + len(union.neutral.stimuli),
+                         "poolings": list(poolings), "shared_with": [j.name for j in jobs]},
+                "timings": {"seconds": time.time() - started, "extract_seconds": read_s}}
     del lm
     gc.collect()
-    return {"states": states, "geometry": geom, "steering": steering, "behaviour": behaviour,
-            "timings": {"seconds": time.time() - started, "extract_seconds": extract_s}}
+    return payloads
 
 
 def add_steering(lm: LoadedModel, settings: Settings, geom: Geometry,
@@ -240,6 +326,7 @@ def write_job(job: Job, inputs: Inputs, payload: dict[str, Any]) -> None:
         "neutral": {"path": neutral.source, "sha256": neutral.sha256,
                     "n": len(neutral.stimuli)},
         "settings": geom.settings,
+        "read": payload.get("read"),
         "job": {"label": job.label, "family": job.entry.family, "variant": job.entry.variant,
                 "precision": job.precision, "preset": job.preset, "hash": job.hash,
                 "key": job.key},

@@ -32,6 +32,8 @@ from emogeom.study.executors import run_local, run_ray
 from emogeom.study.jobs import (
     Inputs,
     Job,
+    ModelTask,
+    group_jobs,
     job_state,
     load_inputs,
     plan_jobs,
@@ -141,21 +143,24 @@ def run_study_spec(
     computed, failed = [], []
     pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
 
-    def on_done(job: Job, payload: dict[str, Any]) -> None:
-        write_job(job, inputs[job.preset], payload)
-        computed.append(job.name)
-        g = payload["geometry"]
-        note(f"done {job.name}: best layer {g.best_layer}/{g.n_layers}, "
-             f"reliability {g.metrics['reliability_at_best']:.3f}")
+    def on_done(task: ModelTask, payloads: dict[str, dict[str, Any]]) -> None:
+        for job in task.jobs:
+            write_job(job, inputs[job.preset], payloads[job.name])
+            computed.append(job.name)
+            g = payloads[job.name]["geometry"]
+            note(f"done {job.name}: best layer {g.best_layer}/{g.n_layers}, "
+                 f"reliability {g.metrics['reliability_at_best']:.3f}")
         if pause:
             time.sleep(pause)
 
-    def on_failed(job: Job, exc: BaseException) -> None:
-        record_failure(job, exc)
-        failed.append(job.name)
-        note(f"failed {job.name}: {exc}")
+    def on_failed(task: ModelTask, exc: BaseException) -> None:
+        for job in task.jobs:
+            record_failure(job, exc)
+            failed.append(job.name)
+        note(f"failed {task.name}: {exc}")
 
-    work = [(job, inputs[job.preset], refs[job.preset]) for job in todo]
+    # One task per model and precision: loaded once, its texts read once for every preset.
+    work = [(task, inputs, refs) for task in group_jobs(todo)]
     if kind == "ray":
         run_ray(work, on_done, on_failed, address or ex.address, ex.num_cpus, ex.num_gpus,
                 max_in_flight=jobs or (ex.jobs if ex.jobs > 1 else None))
