@@ -23,20 +23,16 @@ from emogeom.progress import Progress
 _DTYPES = ("fp32", "bf16", "fp16")
 
 
-def load_model(spec: str, dtype: str = "fp32", device: str = "cpu", revision: str | None = None,
-               trust_remote_code: bool = False):
+def load_model(spec: str, dtype: str = "fp32", device: str = "auto", revision: str | None = None,
+               trust_remote_code: bool = False, max_memory: str | dict | None = None):
     """Load an embedded name, a local folder, a ``.gguf`` file or a hub id → ``LoadedModel``
-    (``.model``, ``.tokenizer``, ``.info``; it also unpacks as ``model, tokenizer``)."""
+    (``.model``, ``.tokenizer``, ``.info``; it also unpacks as ``model, tokenizer``), straight
+    onto ``device`` (auto: CUDA, else MPS, else CPU; a model larger than one GPU spreads over
+    the visible GPUs, ``max_memory`` per device)."""
     from emogeom.models import load_model as _load
 
-    lm = _load(spec, dtype, revision=revision, trust_remote_code=trust_remote_code)
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device != "cpu":
-        lm.model.to(device)
-    return lm
+    return _load(spec, dtype, revision=revision, trust_remote_code=trust_remote_code,
+                 device=device, max_memory=max_memory)
 
 
 def load_corpus(path: str | Path | None = None, per_emotion: int | None = None):

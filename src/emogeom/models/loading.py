@@ -23,9 +23,27 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from emogeom.artefacts import file_sha256
 from emogeom.errors import EmogeomError
 from emogeom.models.chat import has_chat_template
+from emogeom.models.devices import (
+    device_info,
+    gpu_free_bytes,
+    input_device,
+    parse_max_memory,
+    placement,
+    resolve_device,
+)
 from emogeom.models.embedded import EMBEDDED, embedded_gguf
 from emogeom.models.gguf_tokenizer import repair_tokenizer
-from emogeom.models.precision import QUANTISED, finish_quantisation, load_kwargs
+from emogeom.models.precision import (
+    INT8_CPU,
+    QUANTISED,
+    finish_quantisation,
+    load_kwargs,
+    precision_device,
+    quantisation_path,
+)
+
+__all__ = ["DTYPES", "LoadedModel", "ModelSource", "input_device", "load_model", "pad_token_id",
+           "resolve_model", "weights_bytes", "wrap"]
 
 DTYPES: dict[str, torch.dtype] = {
     "fp32": torch.float32,
@@ -166,23 +184,29 @@ def _ensure_pad(tokenizer: Any) -> None:
         tokenizer.pad_token = tokenizer.convert_ids_to_tokens(pad_token_id(tokenizer))
 
 
-def input_device(model: Any) -> torch.device:
-    """Where a model's inputs go: the device of its input embedding (the first block of a
-    model spread over devices), else of its first parameter."""
-    get = getattr(model, "get_input_embeddings", None)
-    emb = get() if callable(get) else None
-    weight = getattr(emb, "weight", None)
-    return weight.device if weight is not None else next(model.parameters()).device
-
-
-def load_dtype(dtype: str) -> torch.dtype:
+def load_dtype(dtype: str, device: str | None = None) -> torch.dtype:
     """The torch dtype weights load in: the dtype itself; fp32 for the CPU int8 path (it
     quantises after loading); fp16 around bitsandbytes (what LLM.int8 and NF4 assume)."""
     if dtype in DTYPES:
         return DTYPES[dtype]
-    from emogeom.models.precision import INT8_CPU, quantisation_path
+    return torch.float32 if quantisation_path(dtype, device) == INT8_CPU else torch.float16
 
-    return torch.float32 if quantisation_path(dtype) == INT8_CPU else torch.float16
+
+def weights_bytes(name: str, dtype: str, trust_remote_code: bool = False,
+                  **kwargs: Any) -> int | None:
+    """Bytes the weights of the model at ``name`` take at ``dtype``: its parameters counted
+    on an empty (meta) model built from its config, nothing loaded; None when that fails."""
+    try:
+        from accelerate import init_empty_weights
+
+        config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code, **kwargs)
+        with init_empty_weights():
+            meta = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+        n = sum(p.numel() for p in meta.parameters())
+    except Exception:  # noqa: BLE001 - an estimate: without it the model loads on one GPU
+        return None
+    per = {"int8": 1.0, "int4": 0.5}.get(dtype) or torch.finfo(load_dtype(dtype)).bits / 8
+    return int(n * per)
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -215,7 +239,8 @@ def wrap(model: Any, tokenizer: Any, name: str | None = None) -> LoadedModel:
     source = ModelSource(name, "memory", None, slugify(name))
     info: dict[str, Any] = {"model": name, "kind": "memory",
                             "dtype": _dtype_name(next(model.parameters()).dtype),
-                            "trust_remote_code": False, **describe(model, tokenizer)}
+                            "trust_remote_code": False, **describe(model, tokenizer),
+                            "device": device_info(model)}
     return LoadedModel(model, tokenizer, source, info)
 
 
@@ -225,14 +250,22 @@ def load_model(
     revision: str | None = None,
     trust_remote_code: bool = False,
     attn_implementation: str | None = None,
+    device: str | None = "auto",
+    max_memory: str | dict | None = None,
 ) -> LoadedModel:
     """Load a causal LM and its tokenizer at ``dtype`` (fp32, bf16, fp16, or int8/int4 via
-    ``models.precision``), on CPU or the model's default device; ``trust_remote_code`` stays off
-    unless asked for."""
+    ``models.precision``) straight onto ``device`` (``auto``: CUDA, else MPS, else CPU; see
+    ``models.devices``): on CPU as a plain load; on one GPU with ``device_map``; spread over
+    the visible GPUs (``device_map="auto"``, ``max_memory`` passed through) when the weights
+    do not fit one GPU or ``max_memory`` is given. ``trust_remote_code`` stays off unless
+    asked for. ``info["device"]`` records where it went."""
     if dtype not in DTYPES and dtype not in QUANTISED:
         raise EmogeomError(f"unknown dtype '{dtype}' (use one of: "
                            f"{', '.join((*DTYPES, *QUANTISED))})")
-    quant_kwargs = load_kwargs(dtype) if dtype in QUANTISED else {}
+    target = precision_device(dtype, device, resolve_device(device))
+    quant_kwargs = load_kwargs(dtype, target) if dtype in QUANTISED else {}
+    n_gpus = torch.cuda.device_count() if target.startswith("cuda") else 0
+    memory = parse_max_memory(max_memory, n_gpus) if target.startswith("cuda") else None
     source = spec if isinstance(spec, ModelSource) else resolve_model(spec)
     info: dict[str, Any] = {"model": source.spec, "kind": source.kind, "dtype": dtype,
                             "trust_remote_code": trust_remote_code}
@@ -265,9 +298,17 @@ def load_model(
         tokenizer = AutoTokenizer.from_pretrained(
             name, trust_remote_code=trust_remote_code, **kwargs
         )
+        size = (weights_bytes(name, dtype, trust_remote_code, **kwargs)
+                if target == "cuda" and not memory else None)
+        device_map, rule = placement(
+            target, size, gpu_free_bytes() if target == "cuda" else [], memory,
+            torch.cuda.current_device() if target.startswith("cuda") else 0)
+        place: dict[str, Any] = {} if device_map is None else {"device_map": device_map}
+        if device_map == "auto" and memory:
+            place["max_memory"] = memory
         model = AutoModelForCausalLM.from_pretrained(
-            name, dtype=load_dtype(dtype), trust_remote_code=trust_remote_code,
-            attn_implementation=attn_implementation, **kwargs, **quant_kwargs,
+            name, dtype=load_dtype(dtype, target), trust_remote_code=trust_remote_code,
+            attn_implementation=attn_implementation, **kwargs, **quant_kwargs, **place,
         )
     except OSError as exc:
         where = "the hub (no network or wrong id?)" if source.kind == "hub" else name
@@ -277,9 +318,13 @@ def load_model(
         tok_logger.removeFilter(quiet)
     model.eval()
     if dtype in QUANTISED:
-        info["quantisation"] = finish_quantisation(model, dtype)
+        info["quantisation"] = finish_quantisation(model, dtype, target)
     _ensure_pad(tokenizer)
     info.update(describe(model, tokenizer, revision))
+    info["device"] = {"requested": device or "auto", "placement": rule,
+                      **({"max_memory": {str(k): v for k, v in memory.items()}}
+                         if memory else {}),
+                      **device_info(model)}
     if source.kind == "local":
         info["local_path"] = source.path
     return LoadedModel(model, tokenizer, source, info)
