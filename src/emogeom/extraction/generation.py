@@ -25,8 +25,8 @@ import torch
 from emogeom.config import Generation, generation
 from emogeom.emotions import EMOTIONS, NEUTRAL
 from emogeom.errors import EmogeomError
-from emogeom.extraction.batching import pad_batch, token_budget_batches
-from emogeom.extraction.pooled import decoder_layers, pool_blocks
+from emogeom.extraction.batching import pad_batch
+from emogeom.extraction.pooled import decoder_layers, pool_sequences
 from emogeom.geometry.vectors import BASELINES, class_means, vectors_from_means
 from emogeom.models.generate import encode, generate_ids, prompt_text
 from emogeom.models.loading import LoadedModel, pad_token_id
@@ -220,6 +220,8 @@ def extract_generated(
     model: torch.nn.Module, pad_id: int, sequences: Sequence[Sequence[int]],
     starts: Sequence[int], max_batch_tokens: int = 8192,
     on_batch: Callable[[int], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+    stats: dict | None = None,
 ) -> dict[str, np.ndarray]:
     """Block outputs of every layer pooled over each sequence's generated part
     (``starts[i]`` to its end): {position: float32 [L, N, d]} for all three token positions,
@@ -228,18 +230,18 @@ def extract_generated(
     d = model.config.get_text_config().hidden_size
     out = np.zeros((len(TOKEN_POSITIONS), n_layers, len(sequences), d), dtype=np.float32)
 
-    def batches():
-        for batch in token_budget_batches([len(s) for s in sequences], max_batch_tokens):
-            seqs = [list(sequences[i]) for i in batch]
-            input_ids, mask, positions = pad_batch(seqs, pad_id, "right")
-            yield (np.array(batch), input_ids, mask, positions,
-                   span_weights([len(s) for s in seqs], [starts[i] for i in batch],
-                                [len(s) for s in seqs], input_ids.shape[1]))
+    def make_batch(batch: list[int]):
+        seqs = [list(sequences[i]) for i in batch]
+        input_ids, mask, positions = pad_batch(seqs, pad_id, "right")
+        return (input_ids, mask, positions,
+                span_weights([len(s) for s in seqs], [starts[i] for i in batch],
+                             [len(s) for s in seqs], input_ids.shape[1]))
 
     def store(layer: int, rows: np.ndarray, pooled: np.ndarray) -> None:
         out[:, layer, rows] = pooled
 
-    pool_blocks(model, range(n_layers), batches(), store, on_batch)
+    pool_sequences(model, range(n_layers), [len(s) for s in sequences], make_batch, store,
+                   max_batch_tokens, on_batch, on_note, stats)
     return {pos: out[k] for k, pos in enumerate(TOKEN_POSITIONS)}
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from emogeom.extraction.pooled import backbone, pooling_weights
+from emogeom.models.devices import input_device
 
 FINAL_NORMS = ("norm", "ln_f", "final_layernorm", "final_norm")
 
@@ -32,12 +33,15 @@ def per_text_hidden_states(
     forward pass (entries 1..L of hidden_states; the model's final norm must be stripped for
     the last entry to be a raw block output)."""
     rows = []
+    device = input_device(model)
     with torch.inference_mode():
         for text in texts:
             ids = torch.tensor([tokenizer(text)["input_ids"]])
             mask = torch.ones_like(ids)
             positions = torch.arange(ids.shape[1])[None]
             w = pooling_weights(mask, positions, pooling, mean_start)
-            hs = model(ids, attention_mask=mask, output_hidden_states=True).hidden_states
-            rows.append([torch.einsum("bt,btd->bd", w, h.float())[0].numpy() for h in hs[1:]])
+            hs = model(ids.to(device), attention_mask=mask.to(device),
+                       output_hidden_states=True).hidden_states
+            rows.append([torch.einsum("bt,btd->bd", w.to(h.device), h.float())[0].cpu().numpy()
+                         for h in hs[1:]])
     return np.array(rows, dtype=np.float32).transpose(1, 0, 2)
