@@ -38,19 +38,24 @@ def layer_agreement(ours: np.ndarray, ref: np.ndarray, labels, emotions) -> list
 
 
 def doctor(model: str, dtype: str = "fp32", per_emotion: int = 3, pooling: str = "mean",
-           mean_start: int = 1) -> dict[str, Any]:
+           mean_start: int = 1, device: str | None = "auto",
+           max_memory: str | dict | None = None) -> dict[str, Any]:
     """Compare our extraction with HF's per-text ``output_hidden_states`` (eager attention,
-    same dtype) on ``per_emotion`` stories of each emotion; PASS/FAIL by dtype tolerance."""
+    same dtype, same device) on ``per_emotion`` stories of each emotion; PASS/FAIL by dtype
+    tolerance."""
     corpus = load_corpus(per_emotion=per_emotion)
-    lm = load_model(model, dtype)
+    lm = load_model(model, dtype, device=device, max_memory=max_memory)
     result: dict[str, Any] = {"model": model, "dtype": dtype,
-                              "dtype_loaded": lm.info["dtype_loaded"], "n_texts": len(corpus.texts)}
+                              "dtype_loaded": lm.info["dtype_loaded"], "n_texts": len(corpus.texts),
+                              "device": lm.info["device"]}
     try:
         ours = extract_pooled(lm.model, lm.tokenizer, corpus.texts, pooling, mean_start)
     except NonFiniteActivations as exc:
         result.update({"status": "FAIL", "non_finite": str(exc), "layers": []})
         return result
-    ref_lm = load_model(model, dtype, attn_implementation="eager")
+    del lm
+    ref_lm = load_model(model, dtype, attn_implementation="eager", device=device,
+                        max_memory=max_memory)
     stripped = strip_final_norm(ref_lm.model)
     ref = per_text_hidden_states(ref_lm.model, ref_lm.tokenizer, corpus.texts, pooling,
                                  mean_start)

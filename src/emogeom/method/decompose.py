@@ -38,6 +38,8 @@ from emogeom.extraction.read import read_states
 from emogeom.geometry import class_means, cosine_rdm, rowwise_spearman, upper
 from emogeom.geometry.vectors import vectors_from_means
 from emogeom.models import load_model, resolve_model
+from emogeom.models.devices import resolve_device
+from emogeom.models.precision import precision_device
 from emogeom.progress import Progress, counter
 from emogeom.stats import mantel, percentile_ci, resample_weights
 from emogeom.stimuli import fixed_halves, load_corpus, load_neutral_sentences
@@ -265,6 +267,8 @@ def run_decompose(
     out: str | Path | None = None,
     progress: Progress | None = None,
     quantised: str = "int8",
+    device: str | None = "auto",
+    max_memory: str | dict | None = None,
 ) -> dict[str, Any]:
     """Build A, B, C, D for ``model``, compare them, and write CSV, figure, texts, manifest;
     ``progress`` gets the counts of each stage and one-line notes."""
@@ -277,9 +281,10 @@ def run_decompose(
         raise EmogeomError("--per-emotion must be at least 2 (vectors need 2 stories each)")
     if n_perm < 1 or n_boot < 0:
         raise EmogeomError("--permutations must be ≥ 1 and --bootstrap ≥ 0")
+    precision_device(quantised, device, resolve_device(device))  # D can load: check first
     folder = output_folder(out, "decompose", model)
     say = progress or (lambda _m: None)
-    lm = load_model(model, "fp32")
+    lm = load_model(model, "fp32", device=device, max_memory=max_memory)
     info_fp32 = lm.info
     n_layers = info_fp32["n_layers"]
     set_a, comp_info = comprehension_set(lm, per_emotion, seed, progress)
@@ -290,7 +295,7 @@ def run_decompose(
     layer_c = resolve_layer(ref.layer, n_layers, set_a.layer)
     del lm
     gc.collect()
-    lm_q = load_model(model, quantised)
+    lm_q = load_model(model, quantised, device=device, max_memory=max_memory)
     info_q = lm_q.info
     run_d = generate_texts(lm_q, ref, f"D gen-reference {quantised}", progress)
     del lm_q

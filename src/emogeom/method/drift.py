@@ -25,7 +25,8 @@ from emogeom.extraction import NonFiniteActivations, extract_pooled
 from emogeom.geometry import cosine_rdm, emotion_vectors, rowwise_spearman, upper
 from emogeom.method.decompose import output_folder
 from emogeom.models import DTYPES, load_model
-from emogeom.models.precision import QUANTISED, quantisation_path
+from emogeom.models.devices import resolve_device
+from emogeom.models.precision import QUANTISED, precision_device
 from emogeom.progress import Progress, counter
 from emogeom.stimuli import load_corpus
 
@@ -93,6 +94,7 @@ def extract_until_finite(lm, texts: Sequence[str], progress: Progress | None, la
 def run_precision(
     model: str, dtypes: Sequence[str] = PRECISIONS, per_emotion: int | None = None,
     out: str | Path | None = None, progress: Progress | None = None,
+    device: str | None = "auto", max_memory: str | dict | None = None,
 ) -> dict[str, Any]:
     """Extract the shipped corpus at every precision, compare each with fp32 per layer, write
     drift.csv and manifest.json; returns rows per precision and each one's status."""
@@ -101,13 +103,13 @@ def run_precision(
     if per_emotion is not None and per_emotion < 2:
         raise EmogeomError("--per-emotion must be at least 2 (vectors need 2 stories each)")
     for dt in dtypes:  # an unsupported path fails now, before any extraction
-        quantisation_path(dt)
+        precision_device(dt, device, resolve_device(device))
     folder = output_folder(out, "precision", model)
     corpus = load_corpus(per_emotion=per_emotion)
     emotions = list(corpus.emotions)
     states, status, infos, rows = {}, {}, {}, {}
     for dt in dtypes:
-        lm = load_model(model, dt)
+        lm = load_model(model, dt, device=device, max_memory=max_memory)
         infos[dt] = lm.info
         t0 = time.time()
         st, broke, message = extract_until_finite(lm, corpus.texts, progress, f"{dt}")

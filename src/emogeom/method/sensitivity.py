@@ -42,6 +42,7 @@ from emogeom.method.decompose import (
     write_jsonl,
 )
 from emogeom.models import load_model
+from emogeom.models.devices import resolve_device
 from emogeom.progress import Progress
 
 COLUMNS = ["knob", "value", "base_value", "regenerated", "n_emotions", "rho", "ci_low",
@@ -111,6 +112,7 @@ def run_sensitivity(
     samples: int | None = None, max_new_tokens: int | None = None, per_emotion: int | None = None,
     seed: int = 0, n_perm: int = PERMUTATIONS, n_boot: int = BOOTSTRAP,
     out: str | Path | None = None, progress: Progress | None = None, regenerate: bool = True,
+    device: str | None = "auto", max_memory: str | dict | None = None,
 ) -> dict[str, Any]:
     """Generate the base protocol and every one-knob variant; write sensitivity.csv, the texts
     and a manifest; return the rows sorted as run."""
@@ -119,8 +121,9 @@ def run_sensitivity(
                       max_new_tokens=max_new_tokens, seed=seed)
     if n_perm < 1 or n_boot < 0:
         raise EmogeomError("--permutations must be ≥ 1 and --bootstrap ≥ 0")
+    resolve_device(device)
     folder = output_folder(out, "sensitivity", model)
-    lm = load_model(model, "fp32")
+    lm = load_model(model, "fp32", device=device, max_memory=max_memory)
     info = lm.info
     n_layers = info["n_layers"]
     comp_best, comp_info = None, None

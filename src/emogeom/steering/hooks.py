@@ -15,6 +15,7 @@ import torch
 
 from emogeom.errors import EmogeomError
 from emogeom.extraction.pooled import decoder_layers
+from emogeom.models.devices import input_device
 
 VectorsLike = np.ndarray | torch.Tensor | Mapping[int, np.ndarray | torch.Tensor]
 
@@ -84,9 +85,15 @@ def _add_hook(delta: torch.Tensor):
     def hook(_module, _inputs, output):
         if isinstance(output, tuple):
             hidden = output[0]
-            return (hidden + delta.to(hidden.dtype), *output[1:])
-        return output + delta.to(output.dtype)
+            return (hidden + delta.to(hidden.device, hidden.dtype), *output[1:])
+        return output + delta.to(output.device, output.dtype)
     return hook
+
+
+def _block_device(block: torch.nn.Module, default: torch.device) -> torch.device:
+    """Where a decoder block computes (a model spread over GPUs has blocks on several)."""
+    param = next(block.parameters(), None)
+    return param.device if param is not None and param.device.type != "meta" else default
 
 
 @contextlib.contextmanager
@@ -107,12 +114,13 @@ def steer(
     blocks = decoder_layers(model)
     chosen = check_layers(layers, len(blocks))
     d_model = model.config.get_text_config().hidden_size
-    device = next(model.parameters()).device
+    device = input_device(model)
     deltas = steering_deltas(vectors, chosen, d_model, alpha, norms)
     handles = []
     try:
         for layer, delta in zip(chosen, deltas):
-            handles.append(blocks[layer].register_forward_hook(_add_hook(delta.to(device))))
+            delta = delta.to(_block_device(blocks[layer], device))
+            handles.append(blocks[layer].register_forward_hook(_add_hook(delta)))
         yield chosen
     finally:
         for h in handles:

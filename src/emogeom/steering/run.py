@@ -93,13 +93,16 @@ def prepare_vectors(
     return sv
 
 
-def run_steer(settings: Steering, progress: Progress | None = None) -> dict[str, Any]:
-    """Load the model, build vectors, run the dose grid, write outputs.jsonl, metrics.json and
-    manifest.json under the output folder; returns what the CLI prints."""
+def run_steer(settings: Steering, progress: Progress | None = None, device: str | None = "auto",
+              max_memory: str | dict | None = None) -> dict[str, Any]:
+    """Load the model (onto ``device``, see ``models.devices``), build vectors, run the dose
+    grid, write outputs.jsonl, metrics.json and manifest.json under the output folder;
+    returns what the CLI prints."""
     scenarios, strengths, out = validate(settings)
     started = time.time()
     lm = load_model(settings.model, settings.dtype,
-                    trust_remote_code=settings.trust_remote_code)
+                    trust_remote_code=settings.trust_remote_code, device=device,
+                    max_memory=max_memory)
     n_layers = lm.info["n_layers"]
     layers = parse_layers(settings.layers, n_layers)
     if settings.vectors:  # check the file before any long work

@@ -77,7 +77,7 @@ def residual_norms(
         def hook(_module, _inputs, output):
             hidden = output[0] if isinstance(output, tuple) else output
             norms = torch.linalg.vector_norm(hidden.float(), dim=-1)
-            sums[layer] += float((norms * state["keep"]).sum())
+            sums[layer] += float((norms * state["keep"].to(norms.device)).sum())
         return hook
 
     ids = [lm.tokenizer(t, add_special_tokens=True)["input_ids"] for t in texts]

@@ -54,6 +54,8 @@ def write_corpus(
     retries: int = 3,
     dtype: str = "fp32",
     on_story: Callable[[int], None] | None = None,
+    device: str | None = "auto",
+    max_memory: str | dict | None = None,
 ) -> dict[str, Any]:
     """Generate ``per_emotion`` stories for each emotion (topics in turn) and save JSON Lines.
 
@@ -69,7 +71,7 @@ def write_corpus(
     if out.exists():
         raise EmogeomError(f"{out} exists; choose a new --out file (nothing is overwritten)")
     synonyms = load_synonyms()
-    lm = load_model(model, dtype)
+    lm = load_model(model, dtype, device=device, max_memory=max_memory)
     rows, dropped = [], {}
     for e in emotions:
         forbidden = sorted({e, *synonyms.get(e, [])}) if e != NEUTRAL else []
