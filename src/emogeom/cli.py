@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from emogeom.commands import fail
+from emogeom.commands import device_option, fail, max_memory_option
 from emogeom.errors import EmogeomError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -70,19 +70,24 @@ def corpus_generate(
     max_new_tokens: int = typer.Option(120),
     temperature: float = typer.Option(0.8),
     top_p: float = typer.Option(0.95),
+    device: str = device_option(),
+    max_memory: str | None = max_memory_option(),
 ) -> None:
     """Have a model write a corpus, emotion words forbidden and checked; saves JSON Lines."""
     from emogeom.commands.progress import cli_progress
     from emogeom.emotions import EMOTIONS
+    from emogeom.models.devices import resolve_device
     from emogeom.progress import counter
     from emogeom.stimuli.generate import write_corpus
 
     chosen = [e.strip() for e in emotions.split(",")] if emotions else list(EMOTIONS)
     try:
+        resolve_device(device)  # an absent device fails before the progress display
         with cli_progress(console) as progress:
             result = write_corpus(model, per_emotion, out, chosen, seed, max_new_tokens,
                                   temperature, top_p, on_story=counter(
-                                      progress, "writing stories", len(chosen) * per_emotion))
+                                      progress, "writing stories", len(chosen) * per_emotion),
+                                  device=device, max_memory=max_memory)
     except EmogeomError as exc:
         fail(exc)
     console.print(f"wrote {result['kept']} stories to {result['out']}; dropped after retries "
@@ -95,16 +100,23 @@ def doctor(
     dtype: str = typer.Option("fp32", help="fp32 | bf16 | fp16"),
     per_emotion: int = typer.Option(3, help="Stories per emotion to check."),
     pooling: str = typer.Option("mean", help="last | mean"),
+    device: str = device_option(),
+    max_memory: str | None = max_memory_option(),
 ) -> None:
     """Check that the fast extraction equals HF output_hidden_states, layer by layer."""
     from emogeom.extraction.doctor import doctor as run_doctor
 
     try:
-        res = run_doctor(model, dtype, per_emotion, pooling)
+        res = run_doctor(model, dtype, per_emotion, pooling, device=device,
+                         max_memory=max_memory)
     except EmogeomError as exc:
         fail(exc)
+    place = res["device"]
+    gpus = ", ".join(g["name"] for g in place.get("gpus", []))
     console.print(f"{res['model']}: dtype asked {res['dtype']}, loaded {res['dtype_loaded']}; "
-                  f"{res['n_texts']} texts, pooling {pooling}", soft_wrap=True)
+                  f"{res['n_texts']} texts, pooling {pooling}; on "
+                  f"{', '.join(place['devices'])}{f' ({gpus})' if gpus else ''}",
+                  soft_wrap=True, highlight=False)
     if res["non_finite"]:
         console.print(f"[bold red]FAIL[/]: {res['non_finite']}", soft_wrap=True)
         raise typer.Exit(1)

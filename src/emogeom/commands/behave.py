@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from emogeom.behavior.link import link_behaviour_geometry
-from emogeom.commands import fail
+from emogeom.commands import device_option, fail, max_memory_option
 from emogeom.config import Behaviour, default
 from emogeom.errors import EmogeomError
 
@@ -110,6 +110,8 @@ def register(app: typer.Typer) -> None:
                                                    "out/behave/<model-slug>/."),
         dtype: str = typer.Option("fp32", help="fp32 | bf16 | fp16"),
         trust_remote_code: bool = typer.Option(False, help="Allow model code from the hub."),
+        device: str = device_option(),
+        max_memory: str | None = max_memory_option(),
     ) -> None:
         """Probe MTI Compliance facets: formal constraints and stance under pressure."""
         from emogeom.behavior.profile import check_behaviour, n_steps, save_profile
@@ -122,7 +124,8 @@ def register(app: typer.Typer) -> None:
             settings = check_behaviour(checked(Behaviour, {
                 "temperature": temperature, "seed": seed, "max_new_tokens": max_new_tokens,
                 "format": fmt}))
-            lm = load_model(model, dtype=dtype, trust_remote_code=trust_remote_code)
+            lm = load_model(model, dtype=dtype, trust_remote_code=trust_remote_code,
+                            device=device, max_memory=max_memory)
             with cli_progress(console) as progress:
                 step = counter(progress, f"probing {lm.source.slug}", n_steps(settings))
                 profile = behaviour_profile(lm, settings=settings, on_step=step)

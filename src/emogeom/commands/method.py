@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from emogeom.commands import fail
+from emogeom.commands import device_option, fail, max_memory_option
 from emogeom.commands.progress import cli_progress
 from emogeom.config import Statistics, default
 from emogeom.errors import EmogeomError
@@ -31,13 +31,16 @@ def precision(
                                     "(fp32 is always the reference)."),
     per_emotion: int | None = typer.Option(None, help="First N stories per emotion (fast: 5)."),
     out: Path | None = typer.Option(None, help="Output folder (default: out/precision/<model>)."),
+    device: str = device_option(),
+    max_memory: str | None = max_memory_option(),
 ) -> None:
     """Per layer: cosine of pooled states and of emotion vectors vs fp32, and RDM ρ vs fp32."""
     from emogeom.method.drift import parse_dtypes, run_precision
 
     try:
         with cli_progress(console) as progress:
-            res = run_precision(model, parse_dtypes(dtypes), per_emotion, out, progress)
+            res = run_precision(model, parse_dtypes(dtypes), per_emotion, out, progress,
+                                device=device, max_memory=max_memory)
     except EmogeomError as exc:
         fail(exc)
     others = [d for d in res["dtypes"] if d != "fp32"]
@@ -82,6 +85,8 @@ def decompose(
     permutations: int = typer.Option(PERMUTATIONS, help="Mantel permutations."),
     bootstrap: int = typer.Option(BOOTSTRAP, help="Bootstrap samples for the CIs (0 = none)."),
     out: Path | None = typer.Option(None, help="Output folder (default: out/decompose/<model>)."),
+    device: str = device_option(),
+    max_memory: str | None = max_memory_option(),
 ) -> None:
     """A = comprehension, B = gen-loose, C = gen-reference, D = gen-reference INT8: the
     four-layer decomposition of a method effect."""
@@ -91,7 +96,8 @@ def decompose(
         with cli_progress(console) as progress:
             res = run_decompose(model, templates, samples, max_new_tokens, loose_samples,
                                 loose_max_new_tokens, per_emotion, seed, permutations,
-                                bootstrap, out, progress)
+                                bootstrap, out, progress, device=device,
+                                max_memory=max_memory)
     except EmogeomError as exc:
         fail(exc)
     b, c = res["protocols"]["B"], res["protocols"]["C"]
@@ -131,6 +137,8 @@ def sensitivity(
     bootstrap: int = typer.Option(BOOTSTRAP, help="Bootstrap samples (0 = none)."),
     regenerate: bool = typer.Option(True, help="Also vary knobs that need new texts."),
     out: Path | None = typer.Option(None, help="Output folder (default: out/sensitivity/<model>)."),
+    device: str = device_option(),
+    max_memory: str | None = max_memory_option(),
 ) -> None:
     """Vary one generation sub-parameter at a time; ρ of each variant's RDM to the base."""
     from emogeom.method.sensitivity import run_sensitivity
@@ -138,7 +146,8 @@ def sensitivity(
     try:
         with cli_progress(console) as progress:
             res = run_sensitivity(model, base, templates, samples, max_new_tokens, per_emotion,
-                                  seed, permutations, bootstrap, out, progress, regenerate)
+                                  seed, permutations, bootstrap, out, progress, regenerate,
+                                  device=device, max_memory=max_memory)
     except EmogeomError as exc:
         fail(exc)
     p = res["base"]

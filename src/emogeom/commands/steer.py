@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from emogeom.commands import fail
+from emogeom.commands import device_option, fail, max_memory_option
 from emogeom.config import Steering, default
 from emogeom.errors import EmogeomError
 
@@ -65,6 +65,8 @@ def steer_command(
                                                "out/steer/<model>-<emotion>/"),
     trust_remote_code: bool = typer.Option(_d("trust_remote_code"),
                                            help="Allow model code from the hub."),
+    device: str = device_option(),
+    max_memory: str | None = max_memory_option(),
 ) -> None:
     """Steer generation with an emotion vector over a grid of strengths; print outputs,
     quality metrics and regimes; save outputs.jsonl, metrics.json, manifest.json."""
@@ -81,7 +83,7 @@ def steer_command(
             dtype=dtype, chat_template=chat_template, out=str(out) if out else None,
             trust_remote_code=trust_remote_code))
         with cli_progress(console) as progress:
-            result = run_steer(settings, progress)
+            result = run_steer(settings, progress, device=device, max_memory=max_memory)
     except EmogeomError as exc:
         fail(exc)
     summary = result["summary"]

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from emogeom.commands import fail
+from emogeom.commands import device_option, fail, max_memory_option
 from emogeom.errors import EmogeomError
 
 console = Console()
@@ -126,15 +126,21 @@ def run(
     steering: bool = typer.Option(False, help="Also steer each model along its best-layer "
                                               "vectors and classify its regime."),
     behaviour: bool = typer.Option(False, help="Also probe MTI Compliance behaviour."),
-    jobs: int | None = typer.Option(None, help="Jobs at once (worker processes)."),
+    jobs: int | None = typer.Option(None, help="Jobs at once (worker processes; with "
+                                              "several GPUs each worker gets its own)."),
+    device: str = device_option(),
+    max_memory: str | None = max_memory_option(),
 ) -> None:
     """Extract, describe and compare emotion geometry of the models given: a study built from
     these flags (same jobs, provenance, resume, tables and report as `emogeom study run`)."""
     from emogeom.config import EMBEDDED_DEFAULT, ModelEntry, StudySpec
+    from emogeom.models.devices import max_memory_option as parse_memory
+    from emogeom.models.devices import resolve_device
 
     flat = {"pooling": pooling, "mean_start": mean_start, "per_emotion": per_emotion,
             "n_neutral": n_neutral, "max_batch_tokens": max_batch_tokens}
     try:
+        resolve_device(device)  # this run's jobs run here: an absent device fails now
         spec = StudySpec(
             name=out.name or "run", out=str(out),
             models=[ModelEntry(id=m, trust_remote_code=trust_remote_code,
@@ -151,7 +157,10 @@ def run(
             statistics={k: v for k, v in {"method": method, "permutations": permutations,
                                           "bootstrap": bootstrap, "ci_level": ci_level,
                                           "seed": seed}.items() if v is not None},
-            steering=steering, behaviour=behaviour)
+            steering=steering, behaviour=behaviour, device=device,
+            max_memory=parse_memory(max_memory))
+    except EmogeomError as exc:
+        fail(exc)
     except ValueError as exc:
         fail(EmogeomError(flag_error(exc)))
     run_and_print(spec, None, None, jobs, label="run")
