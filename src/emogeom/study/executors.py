@@ -1,6 +1,12 @@
 """Where jobs run. Both executors call the same ``compute_job`` and hand each result back to
 the caller, which writes it: workers never touch the output folder, so a Ray cluster needs no
-shared file system and a killed worker leaves nothing half-written."""
+shared file system and a killed worker leaves nothing half-written.
+
+GPUs: local worker processes are pinned to the visible GPUs round-robin (each worker's
+``CUDA_VISIBLE_DEVICES`` is set before torch starts CUDA in it, and ``$EMOGEOM_DEVICE`` tells
+its load path to use that GPU, see ``models.devices.job_device``); a Ray task with
+``num_gpus`` > 0 runs on the GPU Ray assigns it (Ray sets ``CUDA_VISIBLE_DEVICES``; the task
+gets ``EMOGEOM_DEVICE=cuda``). Without a GPU nothing changes."""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from multiprocessing import get_context
 from typing import Any
 
 from emogeom.errors import EmogeomError
+from emogeom.models.devices import DEVICE_ENV, visible_gpus, worker_gpu
 from emogeom.study.jobs import Inputs, Job, compute_job
 
 Done = Callable[[Job, dict[str, Any]], None]
@@ -31,7 +38,15 @@ def run_local(work: Iterable[Work], on_done: Done, on_failed: Failed, jobs: int 
                 continue
             on_done(job, payload)
         return
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+    context = get_context("spawn")
+    pinning: dict[str, Any] = {}
+    gpus = visible_gpus()
+    if gpus:
+        slots = context.Queue()
+        for index in range(jobs):
+            slots.put(worker_gpu(index, gpus))
+        pinning = {"initializer": pin_worker, "initargs": (slots,)}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, **pinning) as pool:
         futures = {pool.submit(compute_job, job, inputs, refs): job for job, inputs, refs in work}
         pending = set(futures)
         while pending:
@@ -42,6 +57,27 @@ def run_local(work: Iterable[Work], on_done: Done, on_failed: Failed, jobs: int 
                     on_failed(futures[fut], exc)
                 else:
                     on_done(futures[fut], fut.result())
+
+
+def pin_worker(slots) -> None:
+    """Pool initializer: take this worker's GPU from ``slots`` and pin the process to it
+    before anything in it starts CUDA."""
+    try:
+        gpu = slots.get(timeout=5)
+    except Exception:  # noqa: BLE001 - no slot left: share the GPUs as they are
+        return
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+        os.environ[DEVICE_ENV] = "cuda"
+
+
+def ray_task_options(num_cpus: float, num_gpus: float) -> dict[str, Any]:
+    """``ray.remote`` options of a job task: its CPUs and GPUs, no retry, and with GPUs
+    ``EMOGEOM_DEVICE=cuda`` so the job loads onto the GPU Ray assigned it."""
+    options: dict[str, Any] = {"num_cpus": num_cpus, "num_gpus": num_gpus, "max_retries": 0}
+    if num_gpus > 0:
+        options["runtime_env"] = {"env_vars": {DEVICE_ENV: "cuda"}}
+    return options
 
 
 def run_ray(work: Iterable[Work], on_done: Done, on_failed: Failed, address: str | None = None,
@@ -63,7 +99,7 @@ def run_ray(work: Iterable[Work], on_done: Done, on_failed: Failed, address: str
             kwargs["num_cpus"] = local_cpus or os.cpu_count() or 1
         ray.init(**kwargs)
     try:
-        task = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=0)(compute_job)
+        task = ray.remote(**ray_task_options(num_cpus, num_gpus))(compute_job)
         queue = list(work)
         limit = max_in_flight or len(queue) or 1
         in_flight: dict[Any, Job] = {}
