@@ -75,12 +75,23 @@ def test_fake_cuda_resolution(fake_cuda):
 
 
 def test_job_device_follows_the_pinned_worker(fake_cuda, monkeypatch):
-    assert devices.job_device(None) == "cuda"
+    assert devices.job_device(None) == "auto"
     assert devices.job_device("cpu") == "cpu"
+    assert devices.job_device("cuda:1") == "cuda:1"
+    with pytest.raises(EmogeomError, match="only 2 CUDA"):
+        devices.job_device("cuda:4")
     monkeypatch.setenv(devices.DEVICE_ENV, "cuda")
-    assert devices.job_device("auto") == "cuda"
+    assert devices.job_device("auto") == "auto"  # resolves to the worker's one visible GPU
     assert devices.job_device("cuda:1") == "cuda"  # the worker sees its own GPU only
+    assert devices.job_device("cuda:4") == "cuda"
     assert devices.job_device("cpu") == "cpu"  # asked for CPU: stays on CPU
+
+
+def test_job_device_without_gpu(no_gpu, monkeypatch):
+    monkeypatch.delenv(devices.DEVICE_ENV, raising=False)
+    assert devices.job_device(None) == "auto" and devices.resolve_device("auto") == "cpu"
+    with pytest.raises(EmogeomError, match="no CUDA device is visible"):
+        devices.job_device("cuda")
 
 
 def test_is_oom():

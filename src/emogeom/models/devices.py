@@ -71,15 +71,18 @@ def resolve_device(spec: str | None = "auto") -> str:
 
 
 def job_device(spec_device: str | None = None) -> str:
-    """The device a study job loads onto, resolved: the study's or model's ``device``
-    (default ``auto``), except that in a worker the executor pinned to a GPU
-    (``$EMOGEOM_DEVICE``, with ``CUDA_VISIBLE_DEVICES`` showing that GPU alone) ``auto``,
-    ``cuda`` and ``cuda:N`` mean that GPU; ``cpu`` and ``mps`` stay as asked."""
+    """The ``device`` a study job passes to ``load_model``, checked here (an absent device is
+    the usual one-line error): the study's or model's ``device`` (default ``auto``), except
+    that in a worker pinned to a GPU (``$EMOGEOM_DEVICE`` set by the executor, with
+    ``CUDA_VISIBLE_DEVICES`` showing that GPU alone) ``cuda`` and ``cuda:N`` mean that GPU;
+    ``auto`` stays ``auto`` (there it resolves to that GPU), ``cpu`` and ``mps`` stay as
+    asked."""
     asked = (spec_device or "auto").strip().lower()
     pinned = os.environ.get(DEVICE_ENV)
-    if pinned and (asked == "auto" or asked.startswith("cuda")):
-        return resolve_device(pinned)
-    return resolve_device(asked)
+    if pinned and asked.startswith("cuda"):
+        asked = pinned
+    resolve_device(asked)
+    return asked
 
 
 def input_device(model: Any) -> torch.device:
