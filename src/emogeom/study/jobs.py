@@ -153,15 +153,14 @@ def load_for_job(job: Job, device: str | None = None, max_memory: dict | None = 
                  progress: Progress | None = None) -> LoadedModel:
     """Load a job's model at its precision on its device, with a note before and after."""
     from emogeom.models import load_model
+    from emogeom.models.devices import job_device
 
     ext = job.settings.extraction
     if progress is not None:
         progress(f"loading {job.source.spec} ({ext.dtype})...")
-    kwargs = {"device": device} if device else {}
-    if max_memory:
-        kwargs["max_memory"] = max_memory
     lm = load_model(job.source, ext.dtype, revision=job.entry.revision,
-                    trust_remote_code=job.settings.trust_remote_code, **kwargs)
+                    trust_remote_code=job.settings.trust_remote_code,
+                    device=job_device(device or "auto"), max_memory=max_memory)
     if progress is not None:
         progress(f"loaded {job.source.spec}: {lm.info['architecture']}, "
                  f"{lm.info['n_layers']} layers, d={lm.info['d_model']}")
@@ -230,8 +229,10 @@ def compute_job(task: ModelTask, inputs: dict[str, Inputs],
     for union, jobs in shared_passes(task, inputs):
         poolings = tuple(dict.fromkeys(j.settings.extraction.pooling for j in jobs))
         read_started = time.time()
+        stats: dict[str, int] = {}
         states = read_poolings(lm.model, lm.tokenizer, union.corpus, union.neutral,
-                               jobs[0].settings.extraction, poolings, progress, jobs[0].label)
+                               jobs[0].settings.extraction, poolings, progress, jobs[0].label,
+                               stats)
         read_s = time.time() - read_started
         for job in jobs:
             data = inputs[job.preset]
@@ -253,7 +254,8 @@ def compute_job(task: ModelTask, inputs: dict[str, Inputs],
                 "states": job_states, "geometry": geom, "steering": steering,
                 "behaviour": behaviour,
                 "read": {"texts": len(union.corpus.stimuli) + len(union.neutral.stimuli),
-                         "poolings": list(poolings), "shared_with": [j.name for j in jobs]},
+                         "poolings": list(poolings), "shared_with": [j.name for j in jobs],
+                         **stats},
                 "timings": {"seconds": time.time() - started, "extract_seconds": read_s}}
     del lm
     gc.collect()

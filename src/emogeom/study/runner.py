@@ -160,7 +160,7 @@ def run_study_spec(
         note(f"failed {task.name}: {exc}")
 
     # One task per model and precision: loaded once, its texts read once for every preset.
-    work = [(task, inputs, refs) for task in group_jobs(todo)]
+    work = [(task, inputs, refs) for task in group_jobs(todo, spec.device, spec.max_memory)]
     if kind == "ray":
         run_ray(work, on_done, on_failed, address or ex.address, ex.num_cpus, ex.num_gpus,
                 max_in_flight=jobs or (ex.jobs if ex.jobs > 1 else None))
