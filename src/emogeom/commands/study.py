@@ -87,9 +87,25 @@ def study_run(
                                                       "ray://head:10001 (default: start one)."),
     jobs: int | None = typer.Option(None, help="Jobs at once (local: worker processes; "
                                               "ray: tasks in flight)."),
+    device: str | None = device_option(None),
+    max_memory: str | None = max_memory_option(),
 ) -> None:
-    """Compute every unfinished job, then compare and write the study report."""
-    run_and_print(_load(file), executor, ray_address, jobs)
+    """Compute every unfinished job, then compare and write the study report. --device and
+    --max-memory override the study file's (a model's own device still wins)."""
+    from emogeom.models.devices import max_memory_option as parse_memory
+    from emogeom.models.devices import resolve_device
+
+    spec = _load(file)
+    try:
+        update = {}
+        if device is not None:
+            resolve_device(device)
+            update["device"] = device
+        if max_memory is not None:
+            update["max_memory"] = parse_memory(max_memory)
+    except EmogeomError as exc:
+        fail(exc)
+    run_and_print(spec.model_copy(update=update), executor, ray_address, jobs)
 
 
 def run(

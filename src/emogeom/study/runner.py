@@ -61,9 +61,12 @@ PAUSE_ENV = "EMOGEOM_TEST_JOB_PAUSE"
 def prepare(spec: StudySpec, progress: Progress | None = None):
     """Inputs per preset, reference RDMs per preset (re-used from the study folder when
     valid, else computed in memory) and the job plan. Writes nothing."""
+    from emogeom.models.devices import resolve_device
+
     inputs = load_inputs(spec)
-    for entry in spec.models:  # every model spec checked before anything is written
+    for entry in spec.models:  # every model spec and device checked before anything is written
         resolve_model(entry.id)
+        resolve_device(entry.device or spec.device)
     refs, skipped = {}, {}
     for preset, data in inputs.items():
         refs[preset], skipped[preset] = cached_references(
