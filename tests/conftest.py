@@ -65,7 +65,7 @@ def build_tiny(arch: str, folder: Path, seed: int = 0) -> Path:
             if p.dim() == 2:
                 p.mul_(5.0)
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder, safe_serialization=True)
+    model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
 

@@ -160,7 +160,7 @@ def extract_pooled(
     out = np.zeros((len(wanted), len(texts), d), dtype=np.float32)
     slot = {layer: k for k, layer in enumerate(wanted)}
 
-    pad_id = pad_token_id(tokenizer)
+    pad_id = pad_token_id(tokenizer, model)
 
     def batches():
         for batch in token_budget_batches([len(x) for x in ids], max_batch_tokens):

@@ -117,7 +117,7 @@ def converted_gguf_dir(gguf: Path, sha256: str, root: Path | None = None) -> Pat
         config = AutoConfig.for_model(**config_dict)
         plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         plain.load_state_dict(quant.state_dict())
-        plain.save_pretrained(tmp, safe_serialization=True)
+        plain.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         repairs = repair_tokenizer(tmp, gguf)
         (tmp / "emogeom-source.json").write_text(
@@ -148,22 +148,36 @@ def _model_type(folder: str) -> str | None:
     return json.loads(config.read_text()).get("model_type") if config.exists() else None
 
 
-def pad_token_id(tokenizer: Any) -> int:
+def embedding_rows(model: Any) -> int | None:
+    """How many token ids the model's input embedding has rows for (None if unknown)."""
+    get = getattr(model, "get_input_embeddings", None)
+    emb = get() if callable(get) else None
+    rows = getattr(emb, "num_embeddings", None)
+    return int(rows) if rows is not None else None
+
+
+def pad_token_id(tokenizer: Any, model: Any = None) -> int:
     """The id to pad with (masked, so any real token does): the tokenizer's pad token, else
-    eos, unk or bos, else 0. The tokenizer itself is left as it is."""
+    eos, unk or bos, else 0. With ``model``, ids the input embedding has no row for are passed
+    over (transformers 5 gives some tokenizer classes a default pad token that a small or
+    custom vocabulary lacks, appended after the model's last id). The tokenizer itself is
+    left as it is."""
+    rows = embedding_rows(model) if model is not None else None
     for name in ("pad_token_id", "eos_token_id", "unk_token_id", "bos_token_id"):
         value = getattr(tokenizer, name, None)
         if isinstance(value, list):
             value = value[0] if value else None
-        if value is not None:
+        if value is not None and (rows is None or 0 <= int(value) < rows):
             return int(value)
     return 0
 
 
-def _ensure_pad(tokenizer: Any) -> None:
-    """Give a tokenizer we loaded ourselves the pad token ``pad_token_id`` pads with."""
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.convert_ids_to_tokens(pad_token_id(tokenizer))
+def _ensure_pad(tokenizer: Any, model: Any) -> None:
+    """Give a tokenizer we loaded ourselves a pad token the model has an embedding row for:
+    the one ``pad_token_id`` pads with."""
+    pad = pad_token_id(tokenizer, model)
+    if tokenizer.pad_token is None or tokenizer.pad_token_id != pad:
+        tokenizer.pad_token = tokenizer.convert_ids_to_tokens(pad)
 
 
 def input_device(model: Any) -> torch.device:
@@ -278,7 +292,7 @@ def load_model(
     model.eval()
     if dtype in QUANTISED:
         info["quantisation"] = finish_quantisation(model, dtype)
-    _ensure_pad(tokenizer)
+    _ensure_pad(tokenizer, model)
     info.update(describe(model, tokenizer, revision))
     if source.kind == "local":
         info["local_path"] = source.path
