@@ -33,7 +33,7 @@ DTYPES: dict[str, torch.dtype] = {
     "fp16": torch.float16,
 }
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_CONVERT_VERSION = "2"  # bump when conversion output changes: old caches are rebuilt
+_CONVERT_VERSION = "3"  # bump when conversion output changes: old caches are rebuilt
 
 
 @dataclass(frozen=True)
