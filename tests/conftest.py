@@ -58,7 +58,7 @@ def build_tiny(arch: str, folder: Path, seed: int = 0) -> Path:
 
     tok = _tokenizer(with_bos=arch in ("llama", "gemma3"))
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(_config(arch, len(tok)))
+    model = AutoModelForCausalLM.from_config(_config(arch, len(tok)), dtype=torch.float32)
     # Larger weights than the default init so that layers change the stream visibly.
     with torch.no_grad():
         for p in model.parameters():

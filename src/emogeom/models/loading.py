@@ -7,7 +7,6 @@ cache directory (``EMOGEOM_CACHE``, default ``~/.cache/emogeom``); later loads r
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import shutil
@@ -135,19 +134,6 @@ def converted_gguf_dir(gguf: Path, sha256: str, root: Path | None = None) -> Pat
     return target
 
 
-class _SpuriousMistralRegexWarning(logging.Filter):
-    """transformers 4.57.3+ warns about a Mistral tokenizer regex for every local folder saved
-    by a recent version, whatever the architecture; drop that line for non-Mistral models."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "incorrect regex pattern" not in record.getMessage()
-
-
-def _model_type(folder: str) -> str | None:
-    config = Path(folder) / "config.json"
-    return json.loads(config.read_text()).get("model_type") if config.exists() else None
-
-
 def embedding_rows(model: Any) -> int | None:
     """How many token ids the model's input embedding has rows for (None if unknown)."""
     get = getattr(model, "get_input_embeddings", None)
@@ -268,13 +254,6 @@ def load_model(
     else:
         name = source.path if source.kind == "local" else source.spec
         kwargs = {"revision": revision} if revision else {}
-    quiet = _SpuriousMistralRegexWarning()
-    model_type = _model_type(name) or "mistral"  # unknown: keep the warning
-    mistral_like = source.kind == "hub" or any(
-        k in model_type for k in ("mistral", "ministral", "voxtral", "pixtral"))
-    tok_logger = logging.getLogger("transformers.tokenization_utils_base")
-    if not mistral_like:
-        tok_logger.addFilter(quiet)
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             name, trust_remote_code=trust_remote_code, **kwargs
@@ -287,8 +266,6 @@ def load_model(
         where = "the hub (no network or wrong id?)" if source.kind == "hub" else name
         raise EmogeomError(f"cannot load model '{source.spec}' from {where}: "
                            f"{str(exc).splitlines()[0]}") from None
-    finally:
-        tok_logger.removeFilter(quiet)
     model.eval()
     if dtype in QUANTISED:
         info["quantisation"] = finish_quantisation(model, dtype)
