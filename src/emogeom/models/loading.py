@@ -6,6 +6,7 @@ cache directory (``EMOGEOM_CACHE``, default ``~/.cache/emogeom``); later loads r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -134,6 +135,20 @@ def converted_gguf_dir(gguf: Path, sha256: str, root: Path | None = None) -> Pat
     return target
 
 
+@contextlib.contextmanager
+def _no_load_bars(quiet: bool):
+    """Without transformers 5's per-load "Loading weights" bar while ``quiet`` (a load from
+    local files, where nothing is downloaded); the previous setting comes back after."""
+    was = transformers.utils.logging.is_progress_bar_enabled()
+    if quiet and was:
+        transformers.utils.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if quiet and was:
+            transformers.utils.logging.enable_progress_bar()
+
+
 def embedding_rows(model: Any) -> int | None:
     """How many token ids the model's input embedding has rows for (None if unknown)."""
     get = getattr(model, "get_input_embeddings", None)
@@ -255,13 +270,14 @@ def load_model(
         name = source.path if source.kind == "local" else source.spec
         kwargs = {"revision": revision} if revision else {}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            name, trust_remote_code=trust_remote_code, **kwargs
-        )
-        model = AutoModelForCausalLM.from_pretrained(
-            name, dtype=load_dtype(dtype), trust_remote_code=trust_remote_code,
-            attn_implementation=attn_implementation, **kwargs, **quant_kwargs,
-        )
+        with _no_load_bars(source.kind != "hub"):
+            tokenizer = AutoTokenizer.from_pretrained(
+                name, trust_remote_code=trust_remote_code, **kwargs
+            )
+            model = AutoModelForCausalLM.from_pretrained(
+                name, dtype=load_dtype(dtype), trust_remote_code=trust_remote_code,
+                attn_implementation=attn_implementation, **kwargs, **quant_kwargs,
+            )
     except OSError as exc:
         where = "the hub (no network or wrong id?)" if source.kind == "hub" else name
         raise EmogeomError(f"cannot load model '{source.spec}' from {where}: "
