@@ -23,11 +23,11 @@ run: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/emogeom study run studies/quickstart.yaml
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/ruff check src tests
+	HF_HUB_OFFLINE=1 $(BIN)/ruff check src tests benchmarks
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks
 
 clean:
 	rm -rf $(VENV) out

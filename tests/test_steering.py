@@ -328,7 +328,7 @@ def test_plain_model_without_pad_token_steers_and_behaves_through_wrap(tiny_mode
     folder = str(tiny_models["llama"])
     tok = AutoTokenizer.from_pretrained(folder)
     assert tok.pad_token is None  # as the fixtures build it
-    lm = wrap(AutoModelForCausalLM.from_pretrained(folder), tok, "tiny-llama")
+    lm = wrap(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), tok, "tiny-llama")
     assert lm.source.kind == "memory" and lm.source.slug == "tiny-llama"
     assert (lm.info["n_layers"], lm.info["d_model"], lm.info["dtype_loaded"]) == (3, 32,
                                                                                    "float32")

@@ -1,5 +1,6 @@
 """``emogeom doctor``: does the fast hook path compute the same numbers as the slow, trusted
-ones (HF ``output_hidden_states`` per text; TransformerLens where installed)?"""
+one (HF ``output_hidden_states`` per text)? TransformerLens 4, where installed, is compared
+by tests/test_extraction.py and benchmarks/extract_speed.py."""
 
 from __future__ import annotations
 
@@ -70,10 +71,10 @@ def doctor(model: str, dtype: str = "fp32", per_emotion: int = 3, pooling: str =
         "status": "PASS" if ok else "FAIL", "layers": layers, "non_finite": None,
         "last_layer_checked": stripped, "tolerance_rel": TOLERANCE[dtype],
         "min_rho": MIN_RHO[dtype],
-        "transformer_lens": ("installed here, but TransformerLens 4 needs transformers 5: "
-                             "compare with benchmarks/extract_speed.py"
+        "transformer_lens": ("installed here: tests/test_extraction.py and "
+                             "benchmarks/extract_speed.py compare against its TransformerBridge"
                              if importlib.util.find_spec("transformer_lens") else
-                             "not in this environment (it needs transformers 5); "
-                             "benchmarks/setup_tl.sh + benchmarks/extract_speed.py compare it"),
+                             "not in this environment (pip install -e '.[dev]' adds "
+                             "TransformerLens 4; benchmarks/extract_speed.py compares it)"),
     })
     return result

@@ -160,7 +160,7 @@ def build_samples(p: Generation, emotions: Sequence[str] = EMOTIONS) -> list[Sam
 
 def _stop_ids(lm: LoadedModel) -> set[int]:
     """Token ids that end a generation: eos ids of the generation config and tokenizer, pad."""
-    ids: set[int] = {pad_token_id(lm.tokenizer)}
+    ids: set[int] = {pad_token_id(lm.tokenizer, lm.model)}
     for v in (getattr(lm.model.generation_config, "eos_token_id", None),
               lm.tokenizer.eos_token_id):
         if isinstance(v, int):
@@ -288,7 +288,7 @@ def run_generation(
         raise EmogeomError(f"the model wrote nothing for {missing} (it stopped at once): "
                            "try the chat template on/off or other templates")
     states = extract_generated(
-        lm.model, pad_token_id(lm.tokenizer),
+        lm.model, pad_token_id(lm.tokenizer, lm.model),
         [r["prompt_ids"] + r["generated_ids"] for r in kept],
         [r["n_prompt_tokens"] for r in kept], max_batch_tokens, on_extracted)
     return GenerationRun(p, records, states, [r["emotion"] for r in kept],

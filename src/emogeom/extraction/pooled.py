@@ -261,7 +261,7 @@ def extract_pooled(
     out = np.zeros((len(names), len(wanted), len(texts), d), dtype=np.float32)
     slot = {layer: k for k, layer in enumerate(wanted)}
 
-    pad_id = pad_token_id(tokenizer)
+    pad_id = pad_token_id(tokenizer, model)
 
     def make_batch(batch: list[int]):
         input_ids, mask, positions = pad_batch([ids[i] for i in batch], pad_id, side)

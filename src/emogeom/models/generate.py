@@ -53,7 +53,7 @@ def generate_ids(
     set just before, so one seed gives one output). ``stop(new_text)`` ends a row early.
     Rows are as long as the longest: a row that stopped is padded after its end token."""
     tok = lm.tokenizer
-    pad = pad_token_id(tok)
+    pad = pad_token_id(tok, lm.model)
     width = max(len(p) for p in prompts)
     input_ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts])
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])

@@ -6,8 +6,8 @@ cache directory (``EMOGEOM_CACHE``, default ``~/.cache/emogeom``); later loads r
 
 from __future__ import annotations
 
+import contextlib
 import json
-import logging
 import os
 import re
 import shutil
@@ -51,7 +51,7 @@ DTYPES: dict[str, torch.dtype] = {
     "fp16": torch.float16,
 }
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_CONVERT_VERSION = "2"  # bump when conversion output changes: old caches are rebuilt
+_CONVERT_VERSION = "3"  # bump when conversion output changes: old caches are rebuilt
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ def converted_gguf_dir(gguf: Path, sha256: str, root: Path | None = None) -> Pat
         config = AutoConfig.for_model(**config_dict)
         plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         plain.load_state_dict(quant.state_dict())
-        plain.save_pretrained(tmp, safe_serialization=True)
+        plain.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         repairs = repair_tokenizer(tmp, gguf)
         (tmp / "emogeom-source.json").write_text(
@@ -153,35 +153,50 @@ def converted_gguf_dir(gguf: Path, sha256: str, root: Path | None = None) -> Pat
     return target
 
 
-class _SpuriousMistralRegexWarning(logging.Filter):
-    """transformers 4.57.3+ warns about a Mistral tokenizer regex for every local folder saved
-    by a recent version, whatever the architecture; drop that line for non-Mistral models."""
+@contextlib.contextmanager
+def _no_load_bars(quiet: bool):
+    """Without transformers 5's per-load "Loading weights" bar while ``quiet`` (a load from
+    local files, where nothing is downloaded); the previous setting comes back after."""
+    was = transformers.utils.logging.is_progress_bar_enabled()
+    if quiet and was:
+        transformers.utils.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if quiet and was:
+            transformers.utils.logging.enable_progress_bar()
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "incorrect regex pattern" not in record.getMessage()
+
+def embedding_rows(model: Any) -> int | None:
+    """How many token ids the model's input embedding has rows for (None if unknown)."""
+    get = getattr(model, "get_input_embeddings", None)
+    emb = get() if callable(get) else None
+    rows = getattr(emb, "num_embeddings", None)
+    return int(rows) if rows is not None else None
 
 
-def _model_type(folder: str) -> str | None:
-    config = Path(folder) / "config.json"
-    return json.loads(config.read_text()).get("model_type") if config.exists() else None
-
-
-def pad_token_id(tokenizer: Any) -> int:
+def pad_token_id(tokenizer: Any, model: Any = None) -> int:
     """The id to pad with (masked, so any real token does): the tokenizer's pad token, else
-    eos, unk or bos, else 0. The tokenizer itself is left as it is."""
+    eos, unk or bos, else 0. With ``model``, ids the input embedding has no row for are passed
+    over (transformers 5 gives some tokenizer classes a default pad token that a small or
+    custom vocabulary lacks, appended after the model's last id). The tokenizer itself is
+    left as it is."""
+    rows = embedding_rows(model) if model is not None else None
     for name in ("pad_token_id", "eos_token_id", "unk_token_id", "bos_token_id"):
         value = getattr(tokenizer, name, None)
         if isinstance(value, list):
             value = value[0] if value else None
-        if value is not None:
+        if value is not None and (rows is None or 0 <= int(value) < rows):
             return int(value)
     return 0
 
 
-def _ensure_pad(tokenizer: Any) -> None:
-    """Give a tokenizer we loaded ourselves the pad token ``pad_token_id`` pads with."""
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.convert_ids_to_tokens(pad_token_id(tokenizer))
+def _ensure_pad(tokenizer: Any, model: Any) -> None:
+    """Give a tokenizer we loaded ourselves a pad token the model has an embedding row for:
+    the one ``pad_token_id`` pads with."""
+    pad = pad_token_id(tokenizer, model)
+    if tokenizer.pad_token is None or tokenizer.pad_token_id != pad:
+        tokenizer.pad_token = tokenizer.convert_ids_to_tokens(pad)
 
 
 def load_dtype(dtype: str, device: str | None = None) -> torch.dtype:
@@ -287,39 +302,31 @@ def load_model(
     else:
         name = source.path if source.kind == "local" else source.spec
         kwargs = {"revision": revision} if revision else {}
-    quiet = _SpuriousMistralRegexWarning()
-    model_type = _model_type(name) or "mistral"  # unknown: keep the warning
-    mistral_like = source.kind == "hub" or any(
-        k in model_type for k in ("mistral", "ministral", "voxtral", "pixtral"))
-    tok_logger = logging.getLogger("transformers.tokenization_utils_base")
-    if not mistral_like:
-        tok_logger.addFilter(quiet)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            name, trust_remote_code=trust_remote_code, **kwargs
-        )
-        size = (weights_bytes(name, dtype, trust_remote_code, **kwargs)
-                if target == "cuda" and not memory else None)
-        device_map, rule = placement(
-            target, size, gpu_free_bytes() if target == "cuda" else [], memory,
-            torch.cuda.current_device() if target.startswith("cuda") else 0)
-        place: dict[str, Any] = {} if device_map is None else {"device_map": device_map}
-        if device_map == "auto" and memory:
-            place["max_memory"] = memory
-        model = AutoModelForCausalLM.from_pretrained(
-            name, dtype=load_dtype(dtype, target), trust_remote_code=trust_remote_code,
-            attn_implementation=attn_implementation, **kwargs, **quant_kwargs, **place,
-        )
+        with _no_load_bars(source.kind != "hub"):
+            tokenizer = AutoTokenizer.from_pretrained(
+                name, trust_remote_code=trust_remote_code, **kwargs
+            )
+            size = (weights_bytes(name, dtype, trust_remote_code, **kwargs)
+                    if target == "cuda" and not memory else None)
+            device_map, rule = placement(
+                target, size, gpu_free_bytes() if target == "cuda" else [], memory,
+                torch.cuda.current_device() if target.startswith("cuda") else 0)
+            place: dict[str, Any] = {} if device_map is None else {"device_map": device_map}
+            if device_map == "auto" and memory:
+                place["max_memory"] = memory
+            model = AutoModelForCausalLM.from_pretrained(
+                name, dtype=load_dtype(dtype, target), trust_remote_code=trust_remote_code,
+                attn_implementation=attn_implementation, **kwargs, **quant_kwargs, **place,
+            )
     except OSError as exc:
         where = "the hub (no network or wrong id?)" if source.kind == "hub" else name
         raise EmogeomError(f"cannot load model '{source.spec}' from {where}: "
                            f"{str(exc).splitlines()[0]}") from None
-    finally:
-        tok_logger.removeFilter(quiet)
     model.eval()
     if dtype in QUANTISED:
         info["quantisation"] = finish_quantisation(model, dtype, target)
-    _ensure_pad(tokenizer)
+    _ensure_pad(tokenizer, model)
     info.update(describe(model, tokenizer, revision))
     info["device"] = {"requested": device or "auto", "placement": rule,
                       **({"max_memory": {str(k): v for k, v in memory.items()}}

@@ -82,7 +82,7 @@ def residual_norms(
 
     ids = [lm.tokenizer(t, add_special_tokens=True)["input_ids"] for t in texts]
     device = input_device(lm.model)
-    pad = pad_token_id(lm.tokenizer)
+    pad = pad_token_id(lm.tokenizer, lm.model)
     handles = [blocks[x].register_forward_hook(make_hook(x)) for x in wanted]
     try:
         with torch.inference_mode():
