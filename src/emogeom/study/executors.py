@@ -18,11 +18,13 @@ from typing import Any
 
 from emogeom.errors import EmogeomError
 from emogeom.models.devices import DEVICE_ENV, visible_gpus, worker_gpu
-from emogeom.study.jobs import Inputs, Job, compute_job
+from emogeom.study.jobs import Inputs, ModelTask, compute_job
 
-Done = Callable[[Job, dict[str, Any]], None]
-Failed = Callable[[Job, BaseException], None]
-Work = tuple[Job, Inputs, dict[str, Any]]
+# One unit of work: a model task (its jobs of one model × precision), inputs and reference RDMs
+# by preset; ``compute_job`` returns {job name: payload}.
+Done = Callable[[ModelTask, dict[str, dict[str, Any]]], None]
+Failed = Callable[[ModelTask, BaseException], None]
+Work = tuple[ModelTask, dict[str, Inputs], dict[str, dict[str, Any]]]
 
 
 def run_local(work: Iterable[Work], on_done: Done, on_failed: Failed, jobs: int = 1,
@@ -102,7 +104,7 @@ def run_ray(work: Iterable[Work], on_done: Done, on_failed: Failed, address: str
         task = ray.remote(**ray_task_options(num_cpus, num_gpus))(compute_job)
         queue = list(work)
         limit = max_in_flight or len(queue) or 1
-        in_flight: dict[Any, Job] = {}
+        in_flight: dict[Any, ModelTask] = {}
         while queue or in_flight:
             while queue and len(in_flight) < limit:
                 job, inputs, refs = queue.pop(0)
