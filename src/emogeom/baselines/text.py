@@ -65,9 +65,12 @@ def minilm_states(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
+    from emogeom.models.loading import no_load_bars
+
     folder = minilm_dir()
-    tok = AutoTokenizer.from_pretrained(folder)
-    model = AutoModel.from_pretrained(folder, dtype=torch.float32).eval()
+    with no_load_bars():
+        tok = AutoTokenizer.from_pretrained(folder)
+        model = AutoModel.from_pretrained(folder, dtype=torch.float32).eval()
     out = []
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):

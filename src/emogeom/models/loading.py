@@ -154,7 +154,7 @@ def converted_gguf_dir(gguf: Path, sha256: str, root: Path | None = None) -> Pat
 
 
 @contextlib.contextmanager
-def _no_load_bars(quiet: bool):
+def no_load_bars(quiet: bool = True):
     """Without transformers 5's per-load "Loading weights" bar while ``quiet`` (a load from
     local files, where nothing is downloaded); the previous setting comes back after."""
     was = transformers.utils.logging.is_progress_bar_enabled()
@@ -303,7 +303,7 @@ def load_model(
         name = source.path if source.kind == "local" else source.spec
         kwargs = {"revision": revision} if revision else {}
     try:
-        with _no_load_bars(source.kind != "hub"):
+        with no_load_bars(source.kind != "hub"):
             tokenizer = AutoTokenizer.from_pretrained(
                 name, trust_remote_code=trust_remote_code, **kwargs
             )
