@@ -158,3 +158,93 @@ def test_write_corpus_tiny_is_seeded(tiny_models, tmp_path):
         assert load_corpus(tmp_path / "a.jsonl").counts() == {"happy": 2, "sad": 2, "calm": 2}
     with pytest.raises(EmogeomError, match="exists"):
         write_corpus(out=tmp_path / "a.jsonl", **args)
+
+
+def _jsonl(*extra: str) -> bytes:
+    """The good rows (lines 1-42) followed by ``extra`` lines, as UTF-8 bytes."""
+    return ("\n".join(_good_lines() + list(extra)) + "\n").encode()
+
+
+_ROW = '{"emotion": "sad", "id": "x", "text": "t."'
+_BAD_INPUTS = [  # (file name, content, line, message pattern)
+    ("latin1.jsonl", _jsonl() + '{"emotion": "sad", "id": "x", "text": "café"}\n'.encode("latin-1"),
+     43, r"not UTF-8 \(byte 0xe9 at byte offset \d+\); save the file as UTF-8"),
+    ("latin1.csv", "emotion,id,text\nsad,a,A story.\nsad,b,Café.\n".encode("latin-1"),
+     3, r"not UTF-8 \(byte 0xe9 at byte offset 40\); save the file as UTF-8"),
+    ("topic.jsonl", _jsonl(_ROW + ', "topic": ["x"]}'), 43,
+     r"field 'topic' must be a string \(got a list\)"),
+    ("person.jsonl", _jsonl(_ROW + ', "person": 3}'), 43,
+     r"field 'person' must be a string \(got an integer\)"),
+    ("idbool.jsonl", _jsonl('{"emotion": "sad", "id": true, "text": "t."}'), 43,
+     r"field 'id' must be a string or an integer \(got a boolean \(true/false\)\)"),
+    ("idfloat.jsonl", _jsonl('{"emotion": "sad", "id": 7.5, "text": "t."}'), 43,
+     r"field 'id' must be a string or an integer \(got a decimal number\)"),
+    ("emotion.jsonl", _jsonl('{"emotion": 1, "id": "x", "text": "t."}'), 43,
+     r"field 'emotion' must be a string \(got an integer\)"),
+    ("text.jsonl", _jsonl('{"emotion": "sad", "id": "x", "text": {"a": 1}}'), 43,
+     r"field 'text' must be a string \(got an object\)"),
+    ("header.csv", b"label,key,story\nsad,a,A story.\n", 1,
+     r"CSV header has label, key, story; it needs emotion, id, text "
+     r"\(optional: topic, person\)"),
+    ("empty.csv", b"", 1, r"CSV file has no header; .*emotion, id, text .*"),
+    ("headonly.csv", b"emotion,id,text\n", 2, r"CSV file has a header but no rows; add .*"),
+]
+
+
+@pytest.mark.parametrize("name, content, line, pattern", _BAD_INPUTS,
+                         ids=[case[0] for case in _BAD_INPUTS])
+def test_bad_input_is_one_line_naming_file_and_line(tmp_path, name, content, line, pattern):
+    from emogeom.stimuli.check import check_corpus
+
+    path = tmp_path / name
+    path.write_bytes(content)
+    expected = rf"^{re.escape(str(path))}:{line}: {pattern}$"
+    for load in (load_corpus, check_corpus):  # `corpus check` gives the same line
+        with pytest.raises(EmogeomError, match=expected) as info:
+            load(path)
+        assert "\n" not in str(info.value)
+
+
+def test_bom_and_integer_ids_are_accepted(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + _jsonl('{"emotion": "sad", "id": 7, "text": "t."}'))
+    corpus = load_corpus(path)
+    assert corpus.stimuli[-1].id == "7" and corpus.stimuli[0].emotion == EMOTIONS[0]
+
+
+def test_unreadable_corpus_path_is_one_line(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    folder = tmp_path / "folder.jsonl"
+    folder.mkdir()
+    with pytest.raises(EmogeomError, match=rf"^{re.escape(str(folder))}: is a folder"):
+        load_corpus(folder)
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(EmogeomError, match=r"locked\.jsonl: .*check the file's permissions$"):
+        load_corpus(tmp_path / "locked.jsonl")
+
+
+def test_bad_neutral_and_synonym_files(tmp_path):
+    from emogeom.stimuli.check import load_synonyms
+
+    neutral = tmp_path / "neutral.csv"
+    neutral.write_bytes("id,text\n1,A fact.\n2,Café.\n".encode("latin-1"))
+    with pytest.raises(EmogeomError, match=rf"^{re.escape(str(neutral))}:3: not UTF-8"):
+        load_neutral_sentences(neutral)
+    neutral.write_text("id,text\n[1],A fact.\n2,Another fact.\n")
+    assert [s.id for s in load_neutral_sentences(neutral).stimuli] == ["[1]", "2"]
+    bad_json = tmp_path / "neutral.jsonl"
+    bad_json.write_text('{"id": 1, "text": "A fact."}\n{"id": null, "text": ["x"]}\n')
+    with pytest.raises(EmogeomError, match=r"neutral\.jsonl:2: field 'text' must be a string"):
+        load_neutral_sentences(bad_json)
+    synonyms = tmp_path / "syn.json"
+    synonyms.write_text('{"sad": [\n')
+    with pytest.raises(EmogeomError, match=r"syn\.json:2: not valid JSON"):
+        load_synonyms(synonyms)
+    synonyms.write_text('{"sad": "unhappy"}')
+    with pytest.raises(EmogeomError, match=r"syn\.json: entry 'sad' must be a list of words"):
+        load_synonyms(synonyms)

@@ -224,7 +224,7 @@ def test_failed_job_is_recorded_and_study_goes_on(tiny_models, tmp_path):
     # No top-level outputs from a study with a failed job.
     assert not (tmp_path / "out" / "report.html").exists()
     status = runner.invoke(app, ["study", "status", str(path)])
-    assert status.exit_code == 0 and "failed" in status.output
+    assert status.exit_code == 1 and "failed" in status.output
 
 
 def test_report_rerenders_a_study_without_models(tiny_models, tmp_path):

@@ -19,11 +19,20 @@ from emogeom.errors import EmogeomError
 _META_KEY = "__emogeom_meta__"
 
 
+def file_mode() -> int:
+    """The mode a new file gets under the current umask (0644 under the usual 022):
+    ``mkstemp`` makes 0600 files, which would leave a shared report unreadable to others."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same folder and an atomic rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -41,6 +50,31 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def checksums(root: Path, names: list[str]) -> dict[str, str]:
+    """sha256 of each file named (folders: every file under them), keyed by path under
+    ``root``; names that do not exist are skipped."""
+    sums: dict[str, str] = {}
+    for name in names:
+        path = root / name
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else \
+            ([path] if path.is_file() else [])
+        for f in files:
+            sums[f.relative_to(root).as_posix()] = file_sha256(f)
+    return sums
+
+
+def first_damage(root: Path, sums: dict[str, str]) -> str | None:
+    """The first file of ``sums`` that is missing or differs from its checksum, said in a few
+    words (None when all match)."""
+    for name, digest in sums.items():
+        path = root / name
+        if not path.is_file():
+            return f"{name} missing"
+        if file_sha256(path) != digest:
+            return f"{name} does not match its checksum"
+    return None
 
 
 def write_json(path: Path, obj: Any) -> None:

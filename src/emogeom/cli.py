@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
@@ -19,7 +18,9 @@ err = Console(stderr=True)
 
 
 @app.callback()
-def main() -> None:
+def root(debug: bool = typer.Option(
+        False, "--debug", help="Show the full traceback of an error (also EMOGEOM_DEBUG=1).")
+) -> None:
     """emogeom: extract emotion vectors, measure and compare their geometry."""
 
 
@@ -142,14 +143,22 @@ def report(out: Path = typer.Argument(..., help="A study folder (`emogeom run` o
                                                 "`emogeom study run`).")) -> None:
     """Re-render report.html from the artefacts in OUT (no model is loaded)."""
     from emogeom.report.study import build_study_report
+    from emogeom.study.lock import output_lock
+    from emogeom.study.runner import verify_study, write_study_manifest
 
     if not (out / "study.json").is_file():
         fail(EmogeomError(f"{out} is not a study folder (no study.json); run `emogeom run` "
                           "or `emogeom study run` first"))
     try:
-        console.print(f"report: {build_study_report(out)}")
-    except (EmogeomError, OSError, KeyError, ValueError) as exc:
+        verify_study(out)
+        with output_lock(out):
+            path = build_study_report(out)
+            write_study_manifest(out)
+    except EmogeomError as exc:
+        fail(exc)
+    except (KeyError, ValueError) as exc:
         fail(EmogeomError(f"cannot re-render {out}: {exc}"))
+    console.print(f"report: {path}")
 
 
 from emogeom.commands import behave, method, steer, study  # noqa: E402
@@ -158,5 +167,12 @@ for _room in (study, method, steer, behave):
     _room.register(app)
 
 
+def main() -> None:
+    """The ``emogeom`` command: the typer app behind the one-line error boundary."""
+    from emogeom.commands.boundary import guarded
+
+    guarded(app)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+    main()

@@ -46,9 +46,13 @@ def run_and_print(spec, executor: str | None = None, address: str | None = None,
     console.print(f"jobs: {res['n_jobs']} in the study, {res['skipped']} already done, "
                   f"{len(res['computed'])} computed, {len(res['failed'])} failed")
     if res["failed"]:
-        err.print(f"[bold red]{len(res['failed'])} job(s) failed[/]: see `emogeom study "
-                  f"status`; run again to retry them. {spec.out_dir}'s report and tables "
-                  "were left as they were.", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        first = escape(res["errors"][0]) if res.get("errors") else "see `emogeom study status`"
+        more = f" (and {len(res['errors']) - 1} more)" if len(res.get("errors", [])) > 1 else ""
+        err.print(f"[bold red]error:[/] {len(res['failed'])} job(s) failed: {first}{more}; "
+                  f"{spec.out_dir}'s report and tables were left as they were, finished jobs "
+                  "are kept; run again to retry.", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     table = Table(title=f"{label} {spec.name}: emotion geometry per job")
     table.add_column("model", overflow="fold")
@@ -218,12 +222,20 @@ def study_status_cmd(file: Path = typer.Argument(..., help="Study file (.yaml)."
     console.print(table)
     counts = {s: sum(r["state"] == s for r in rows) for s in colours}
     console.print(", ".join(f"{v} {k}" for k, v in counts.items()))
+    if counts["failed"] or counts["damaged"]:
+        raise typer.Exit(1)  # scripts can tell a study that needs attention
 
 
 @study_app.command("check")
 def study_check(file: Path = typer.Argument(..., help="Study file (.yaml).")) -> None:
-    """Validate a study file without loading any model or touching the hub."""
+    """Validate a study file as `study run` would, without loading any model or writing."""
+    from emogeom.study.runner import check_study
+
     spec = _load(file)
+    try:
+        check_study(spec)
+    except EmogeomError as exc:
+        fail(exc)
     n = len(spec.models) * len(spec.precisions) * len(spec.presets)
     console.print(f"{file}: valid. study '{spec.name}': {len(spec.models)} models × "
                   f"{len(spec.precisions)} precisions × {len(spec.presets)} presets = {n} jobs"

@@ -8,7 +8,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emogeom.stimuli.corpus import Corpus, default_corpus_path, load_corpus
+from emogeom.errors import EmogeomError
+from emogeom.stimuli.corpus import (
+    Corpus,
+    decode_utf8,
+    default_corpus_path,
+    load_corpus,
+    read_bytes,
+)
 
 LENGTH_RATIO_MAX = 1.3
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -20,7 +27,29 @@ def default_synonyms_path() -> Path:
 
 
 def load_synonyms(path: str | Path | None = None) -> dict[str, list[str]]:
-    return json.loads(Path(path or default_synonyms_path()).read_text())
+    """A JSON file ``{emotion: [words]}``; a bad file is one clear error naming it."""
+    path = Path(path or default_synonyms_path())
+    text = decode_utf8(path, read_bytes(path, "synonyms file", ".json"))
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise EmogeomError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); fix that line"
+                           ) from None
+    except (ValueError, RecursionError):
+        raise EmogeomError(f"{path}: not valid JSON (a number or nesting too large); fix it"
+                           ) from None
+    return _check_synonyms(path, data)
+
+
+def _check_synonyms(path: Path, data) -> dict[str, list[str]]:
+    """``data`` if it is an object of lists of words, else one clear error."""
+    if not isinstance(data, dict):
+        raise EmogeomError(f"{path}: must be a JSON object {{emotion: [words]}}; fix the file")
+    for emotion, words in data.items():
+        if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+            raise EmogeomError(f"{path}: entry '{emotion}' must be a list of words (strings), "
+                               'e.g. ["sad", "unhappy"]; fix the file')
+    return data
 
 
 def n_tokens(text: str) -> int:

@@ -64,31 +64,109 @@ def default_neutral_path() -> Path:
     return Path(str(files("emogeom.stimuli").joinpath("data/neutral_sentences.jsonl")))
 
 
-def _read_rows(path: Path) -> tuple[list[tuple[int, dict]], bytes]:
+CORPUS_FIELDS = (("emotion", "id", "text"), ("topic", "person"))
+NEUTRAL_FIELDS = (("text",), ("id", "topic"))
+_TYPE_NAMES = {bool: "a boolean (true/false)", int: "an integer", float: "a decimal number",
+               list: "a list", dict: "an object"}
+
+
+def read_bytes(path: Path, what: str = "corpus file", kind: str = ".jsonl or .csv") -> bytes:
+    """A user-given file's bytes; a missing, directory or unreadable file is one clear error."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise EmogeomError(f"{what} not found: {path} (give an existing {kind} file)") from None
+    except IsADirectoryError:
+        raise EmogeomError(f"{path}: is a folder, not a file; give a {kind} file") from None
+    except PermissionError:
+        raise EmogeomError(f"{path}: cannot read it (permission denied); check the file's "
+                           "permissions") from None
+    except OSError as exc:
+        raise EmogeomError(f"{path}: cannot read it ({exc.strerror or exc}); check the path"
+                           ) from None
+
+
+def decode_utf8(path: Path, raw: bytes) -> str:
+    """``raw`` as UTF-8 text (a leading BOM dropped); other bytes name their line and offset."""
+    try:
+        return raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise EmogeomError(f"{path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x} at byte "
+                           f"offset {exc.start}); save the file as UTF-8") from None
+
+
+def _read_rows(path: Path, fields=CORPUS_FIELDS,
+               what: str = "corpus file") -> tuple[list[tuple[int, dict]], bytes]:
     """(line number, row) pairs from a JSON Lines or CSV file, and the file's bytes."""
-    if not path.exists():
-        raise EmogeomError(f"corpus file not found: {path} (give an existing .jsonl or .csv file)")
+    raw = read_bytes(path, what)
+    text = decode_utf8(path, raw)
     if path.suffix.lower() == ".csv":
-        raw = path.read_bytes()
-        reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig")))
-        return [(n, dict(row)) for n, row in enumerate(reader, start=2)], raw
-    return _read_jsonl(path)
+        return _read_csv(path, text, fields), raw
+    return _read_jsonl(path, text), raw
 
 
-def _read_jsonl(path: Path) -> tuple[list[tuple[int, dict]], bytes]:
-    raw = path.read_bytes()
+def _read_csv(path: Path, text: str, fields) -> list[tuple[int, dict]]:
+    """Rows of a CSV file whose header names at least the needed columns."""
+    reader = csv.DictReader(io.StringIO(text))
+    try:
+        reader.fieldnames = _check_header(path, reader.fieldnames, fields)
+        rows = [(reader.line_num, dict(row)) for row in reader]
+    except csv.Error as exc:
+        raise EmogeomError(f"{path}:{reader.line_num}: not valid CSV ({exc}); fix that line"
+                           ) from None
+    if not rows:
+        raise EmogeomError(f"{path}:2: CSV file has a header but no rows; add one row per "
+                           "text under the header")
+    return rows
+
+
+def _check_header(path: Path, header: list[str] | None, fields) -> list[str]:
+    """The CSV header's column names, stripped; no header or a needed column missing is refused."""
+    needed, optional = fields
+    wants = f"{', '.join(needed)} (optional: {', '.join(optional)})"
+    header = [h.strip() for h in header or []]
+    if not any(header):
+        raise EmogeomError(f"{path}:1: CSV file has no header; its first line must name the "
+                           f"columns {wants}")
+    if not set(needed) <= set(header):
+        raise EmogeomError(f"{path}:1: CSV header has {', '.join(header)}; it needs {wants}")
+    return header
+
+
+def _read_jsonl(path: Path, text: str) -> list[tuple[int, dict]]:
+    """(line number, object) pairs of a JSON Lines text, blank lines skipped."""
     rows = []
-    for n, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
+    for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise EmogeomError(f"{path}:{n}: not valid JSON ({exc.msg}); fix that line") from None
+        except (ValueError, RecursionError) as exc:  # bad JSON, a huge number, deep nesting
+            msg = getattr(exc, "msg", "a number or nesting too large")
+            raise EmogeomError(f"{path}:{n}: not valid JSON ({msg}); fix that line") from None
         if not isinstance(row, dict):
             raise EmogeomError(f"{path}:{n}: each line must be a JSON object")
         rows.append((n, row))
-    return rows, raw
+    return rows
+
+
+def _type_name(value) -> str:
+    """How a JSON value's type reads in an error message."""
+    return _TYPE_NAMES.get(type(value), f"a {type(value).__name__}")
+
+
+def _field(path: Path, n: int, row: dict, key: str, needed: bool = True) -> str | None:
+    """``row[key]`` as a string: integer ids become text, other non-strings are refused."""
+    value = row.get(key)
+    if key == "id" and type(value) is int:
+        value = str(value)
+    if value is not None and not isinstance(value, str):
+        kind = "a string or an integer" if key == "id" else "a string"
+        raise EmogeomError(f"{path}:{n}: field '{key}' must be {kind} (got {_type_name(value)})")
+    if needed and (value is None or not value.strip()):
+        raise EmogeomError(f"{path}:{n}: field '{key}' is missing or empty")
+    return value
 
 
 def load_corpus(
@@ -111,21 +189,16 @@ def load_corpus(
     seen: set[str] = set()
     stimuli: list[Stimulus] = []
     for n, row in rows:
-        for key in ("emotion", "id", "text"):
-            if not isinstance(row.get(key), str) or not row[key].strip():
-                raise EmogeomError(f"{path}:{n}: field '{key}' is missing or empty")
-        if row["emotion"] not in known:
+        s = _stimulus(path, n, row)
+        if s.emotion not in known:
             raise EmogeomError(
-                f"{path}:{n}: unknown emotion label '{row['emotion']}' "
+                f"{path}:{n}: unknown emotion label '{s.emotion}' "
                 f"(use one of: {', '.join(emotions)})"
             )
-        if row["id"] in seen:
-            raise EmogeomError(f"{path}:{n}: duplicate id '{row['id']}'; ids must be unique")
-        seen.add(row["id"])
-        stimuli.append(
-            Stimulus(row["emotion"], row["id"], row["text"].strip(), row.get("topic"),
-                     row.get("person"))
-        )
+        if s.id in seen:
+            raise EmogeomError(f"{path}:{n}: duplicate id '{s.id}'; ids must be unique")
+        seen.add(s.id)
+        stimuli.append(s)
     if per_emotion is not None:
         kept: dict[str, int] = {}
         out = []
@@ -151,16 +224,23 @@ def load_corpus(
     return Corpus(tuple(stimuli), present, digest, str(path))
 
 
+def _stimulus(path: Path, n: int, row: dict) -> Stimulus:
+    """One corpus row as a Stimulus, each field's presence and type checked."""
+    emotion, sid, text = (_field(path, n, row, key) for key in CORPUS_FIELDS[0])
+    topic, person = (_field(path, n, row, key, needed=False) for key in CORPUS_FIELDS[1])
+    return Stimulus(emotion, sid, text.strip(), topic, person)
+
+
 def load_neutral_sentences(path: str | Path | None = None, n: int | None = None) -> Corpus:
     """Load neutral factual sentences (``{id, text}`` lines); ``n`` keeps the first n."""
     path = Path(path) if path is not None else default_neutral_path()
-    rows, raw = _read_rows(path)
+    rows, raw = _read_rows(path, NEUTRAL_FIELDS, "neutral sentences file")
     stimuli = []
     for line_no, row in rows:
-        if not isinstance(row.get("text"), str) or not row["text"].strip():
-            raise EmogeomError(f"{path}:{line_no}: field 'text' is missing or empty")
-        stimuli.append(Stimulus("neutral", str(row.get("id", line_no)), row["text"].strip(),
-                                row.get("topic")))
+        text = _field(path, line_no, row, "text")
+        sid = _field(path, line_no, row, "id", needed=False) or str(line_no)
+        stimuli.append(Stimulus("neutral", sid, text.strip(),
+                                _field(path, line_no, row, "topic", needed=False)))
     if n is not None:
         stimuli = stimuli[:n]
     if len(stimuli) < 2:

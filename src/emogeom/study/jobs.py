@@ -113,13 +113,9 @@ def job_state(folder: Path) -> tuple[str, str]:
         hashes = io.read_json(manifest)["artefacts"]
     except (ValueError, KeyError, TypeError):
         return "damaged", "manifest.json unreadable"
-    for name, digest in hashes.items():
-        path = folder / name
-        if not path.exists():
-            return "damaged", f"{name} missing"
-        if io.file_sha256(path) != digest:
-            return "damaged", f"{name} does not match its checksum"
-    return "done", ""
+    damage = io.first_damage(folder, hashes) if isinstance(hashes, dict) else \
+        "manifest.json has no checksums"
+    return ("damaged", damage) if damage else ("done", "")
 
 
 @dataclass(frozen=True)

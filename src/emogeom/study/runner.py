@@ -40,6 +40,7 @@ from emogeom.study.jobs import (
     record_failure,
     write_job,
 )
+from emogeom.study.lock import output_lock
 
 STUDY_COLUMNS = ["kind", "precision_a", "preset_a", "precision_b", "preset_b", *COLUMNS]
 DESCRIPTOR_COLUMNS = [
@@ -52,7 +53,10 @@ BASE_INSTRUCT_COLUMNS = ["family", "precision", "preset", "base", "instruct", "l
 # Top-level outputs, replaced together at the end of a fully successful run.
 TOP_LEVEL = ("study.json", "references", "descriptors.csv", "comparisons.csv",
              "base_instruct.csv", "profiles.json", "behaviour_link.json", "figures",
-             "report.html")
+             "report.html", "manifest.json")
+# The study manifest: sha256 of every other top-level output, checked before any is trusted.
+MANIFEST = "manifest.json"
+REFERENCES_FILE = "references.safetensors"
 STAGING = ".staging"
 # Test aid: seconds to wait after each finished job, so a test can kill a study midway.
 PAUSE_ENV = "EMOGEOM_TEST_JOB_PAUSE"
@@ -61,36 +65,69 @@ PAUSE_ENV = "EMOGEOM_TEST_JOB_PAUSE"
 def prepare(spec: StudySpec, progress: Progress | None = None):
     """Inputs per preset, reference RDMs per preset (re-used from the study folder when
     valid, else computed in memory) and the job plan. Writes nothing."""
-    from emogeom.models.devices import resolve_device
-
-    inputs = load_inputs(spec)
-    for entry in spec.models:  # every model spec and device checked before anything is written
-        resolve_model(entry.id)
-        resolve_device(entry.device or spec.device)
+    inputs = check_study(spec)
+    sums = study_checksums(spec.out_dir)
     refs, skipped = {}, {}
     for preset, data in inputs.items():
         refs[preset], skipped[preset] = cached_references(
-            spec.out_dir / "references" / preset, data, progress)
+            spec.out_dir / "references" / preset, data, progress,
+            sums.get(f"references/{preset}/{REFERENCES_FILE}"))
     jobs = plan_jobs(spec, inputs, {p: list(r) for p, r in refs.items()})
     return inputs, refs, skipped, jobs
 
 
-def cached_references(folder: Path, data: Inputs, progress: Progress | None = None):
+def check_study(spec: StudySpec) -> dict[str, Inputs]:
+    """Everything a study run would refuse, found without loading a model or writing a file:
+    the output folder, the corpus and neutral sentences, every model spec (a local file or
+    folder must exist), every device and the executor. Returns the inputs per preset."""
+    from emogeom.models.devices import resolve_device
+
+    out = spec.out_dir
+    if out.exists() and not out.is_dir():
+        raise EmogeomError(f"out: {out} exists and is not a folder; choose another 'out'")
+    parent = next((p for p in (out, *out.parents) if p.exists()), None)
+    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
+        raise EmogeomError(f"out: {parent} is not writable; check its permissions or choose "
+                           "another 'out'")
+    if spec.executor.kind not in ("local", "ray"):
+        raise EmogeomError(f"executor: unknown kind '{spec.executor.kind}' (use local or ray)")
+    inputs = load_inputs(spec)
+    for entry in spec.models:
+        resolve_model(entry.id)
+        resolve_device(entry.device or spec.device)
+    return inputs
+
+
+def study_checksums(out: Path) -> dict[str, str]:
+    """The checksums of a study's top-level outputs recorded in ``OUT/manifest.json`` ({}
+    when there is none or it is unreadable: nothing study-level is then trusted)."""
+    try:
+        sums = io.read_json(out / MANIFEST)["artefacts"]
+    except (EmogeomError, OSError, ValueError, KeyError, TypeError):
+        return {}
+    return sums if isinstance(sums, dict) else {}
+
+
+def cached_references(folder: Path, data: Inputs, progress: Progress | None = None,
+                      checksum: str | None = None):
     """Reference RDMs of a corpus, re-used from ``references.safetensors`` (exact floats) when
-    the corpus, the package version and the available baselines are unchanged."""
+    its checksum matches the study manifest's and the corpus, the package version and the
+    available baselines are unchanged; otherwise recomputed (a damaged cache says so)."""
     from emogeom.baselines.references import reference_names, reference_rdms
 
-    path = folder / "references.safetensors"
+    path = folder / REFERENCES_FILE
     expected = reference_names()
-    if path.exists():
-        try:
+    if path.exists() and checksum is not None:
+        if io.file_sha256(path) != checksum:
+            if progress is not None:
+                progress(f"warning: {path} does not match its checksum in the study "
+                         "manifest; recomputing the reference RDMs")
+        else:
             tensors, meta = io.read_tensors(path)
-        except Exception:  # noqa: BLE001 - a damaged cache is recomputed
-            tensors, meta = {}, {}
-        if (meta.get("corpus_sha256") == data.corpus.sha256
-                and meta.get("emogeom") == emogeom.__version__
-                and sorted(tensors) == sorted(expected)):
-            return {k: tensors[k] for k in expected}, meta.get("skipped", {})
+            if (meta.get("corpus_sha256") == data.corpus.sha256
+                    and meta.get("emogeom") == emogeom.__version__
+                    and sorted(tensors) == sorted(expected)):
+                return {k: tensors[k] for k in expected}, meta.get("skipped", {})
     return reference_rdms(data.corpus, progress)
 
 
@@ -100,7 +137,7 @@ def write_references(folder: Path, refs: dict[str, np.ndarray], skipped: dict[st
     emotions = list(data.corpus.emotions)
     for name, rdm in refs.items():
         io.write_rdm_csv(folder / f"{name}_rdm.csv", rdm, emotions)
-    io.write_tensors(folder / "references.safetensors", refs,
+    io.write_tensors(folder / REFERENCES_FILE, refs,
                      {"corpus_sha256": data.corpus.sha256, "skipped": skipped,
                       "emogeom": emogeom.__version__, "emotions": emotions})
 
@@ -125,16 +162,23 @@ def run_study_spec(
 ) -> dict[str, Any]:
     """Compute every unfinished job, then (only if none failed) compare and report. Returns
     counts, the jobs computed and failed, and the paths written."""
-    out = spec.out_dir
-    if out.exists() and not out.is_dir():
-        raise EmogeomError(f"output {out} exists and is not a folder; choose another 'out'")
     ex = spec.executor
     kind = executor or ex.kind
     if kind not in ("local", "ray"):
-        raise EmogeomError(f"unknown executor '{kind}' (use local or ray)")
+        raise EmogeomError(f"--executor: unknown executor '{kind}' (use local or ray)")
+    if jobs is not None and jobs < 1:
+        raise EmogeomError(f"--jobs: {jobs} is not a number of jobs (give 1 or more)")
+    inputs, refs, skipped, plan = prepare(spec, progress)
+    with output_lock(spec.out_dir):
+        return _run_locked(spec, kind, address, jobs, progress, inputs, refs, skipped, plan)
+
+
+def _run_locked(spec: StudySpec, kind: str, address: str | None, jobs: int | None,
+                progress: Progress | None, inputs, refs, skipped, plan) -> dict[str, Any]:
+    """The part of a study run that writes, under the output folder's lock."""
+    out, ex = spec.out_dir, spec.executor
     n_jobs = jobs or ex.jobs
     note = progress or (lambda *a, **k: None)
-    inputs, refs, skipped, plan = prepare(spec, progress)
     states = {job.hash: job_state(job.folder) for job in plan}
     for job in plan:
         state, detail = states[job.hash]
@@ -156,11 +200,14 @@ def run_study_spec(
         if pause:
             time.sleep(pause)
 
+    errors: list[str] = []
+
     def on_failed(task: ModelTask, exc: BaseException) -> None:
         for job in task.jobs:
             record_failure(job, exc)
             failed.append(job.name)
-        note(f"failed {task.name}: {exc}")
+        errors.append(f"{task.name}: {failure_line(exc)}")
+        note(f"failed {errors[-1]}")
 
     # One task per model and precision: loaded once, its texts read once for every preset.
     work = [(task, inputs, refs) for task in group_jobs(todo, spec.device, spec.max_memory)]
@@ -169,7 +216,8 @@ def run_study_spec(
                 max_in_flight=jobs or (ex.jobs if ex.jobs > 1 else None))
     else:
         run_local(work, on_done, on_failed, n_jobs, progress if n_jobs <= 1 else None)
-    summary: dict[str, Any] = {"computed": computed, "failed": failed, "n_jobs": len(plan),
+    summary: dict[str, Any] = {"computed": computed, "failed": failed, "errors": errors,
+                               "n_jobs": len(plan),
                                "skipped": len(plan) - len(todo), "report": None,
                                "comparisons": []}
     if failed:
@@ -185,12 +233,23 @@ def finish_study(spec: StudySpec, plan: list[Job], inputs: dict[str, Inputs],
                  skipped: dict[str, dict[str, str]]) -> dict[str, Any]:
     """Compare the finished jobs and write every top-level output into a staging folder, then
     move them into place together."""
-    from emogeom.report.study import build_study_report
-
     out = spec.out_dir
     stage = out / STAGING
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
+    try:
+        return _stage_and_publish(spec, plan, inputs, refs, skipped, stage)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)  # a full disk or a bug leaves no half stage
+        raise
+
+
+def _stage_and_publish(spec: StudySpec, plan: list[Job], inputs: dict[str, Inputs],
+                       refs: dict[str, dict[str, np.ndarray]],
+                       skipped: dict[str, dict[str, str]], stage: Path) -> dict[str, Any]:
+    from emogeom.report.study import build_study_report
+
+    out = spec.out_dir
     results = {j.label + "\0" + j.precision + "\0" + j.preset: Geometry.load(j.folder)
                for j in plan}
 
@@ -214,8 +273,40 @@ def finish_study(spec: StudySpec, plan: list[Job], inputs: dict[str, Inputs],
     (stage / "jobs").symlink_to(Path("..") / "jobs", target_is_directory=True)
     build_study_report(stage)
     (stage / "jobs").unlink()
+    write_study_manifest(stage)
     publish(stage, out)
     return {"report": out / "report.html", "done": [j.name for j in plan], "comparisons": rows}
+
+
+def write_study_manifest(out: Path) -> None:
+    """``OUT/manifest.json``: the sha256 of every other top-level output of the study."""
+    names = [n for n in TOP_LEVEL if n != MANIFEST]
+    io.write_json(out / MANIFEST, {"emogeom": emogeom.__version__,
+                                   "artefacts": io.checksums(out, names)})
+
+
+def verify_study(out: Path) -> None:
+    """Raise one line when a top-level output or a finished job of a study folder differs
+    from its recorded checksum (a report re-rendered from it would show wrong numbers)."""
+    sums = study_checksums(out)
+    if not sums:
+        raise EmogeomError(f"{out}/{MANIFEST} is missing or unreadable, so its tables cannot "
+                           "be trusted; run the study again to rewrite them")
+    damage = io.first_damage(out, {k: v for k, v in sums.items()
+                                   if not k.startswith(("figures/", "report.html"))})
+    if damage:
+        raise EmogeomError(f"{out}: {damage}; run the study again to recompute it")
+    for job in study_folder_jobs(out):
+        state, detail = job_state(out / "jobs" / job["folder"])
+        if state == "damaged":
+            raise EmogeomError(f"{out}/jobs/{job['folder']}: {detail}; run the study again "
+                               "to recompute it")
+
+
+def failure_line(exc: BaseException) -> str:
+    """A job's error in one line (an emogeom error as it is, others with their type)."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return first if isinstance(exc, EmogeomError) else f"{type(exc).__name__}: {first}"
 
 
 def publish(stage: Path, out: Path) -> None:
