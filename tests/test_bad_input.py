@@ -124,11 +124,16 @@ def gguf_truncated(tmp: Path, tiny: dict) -> list[str]:
     return ["run", "-m", _gguf(tmp, head + b"\x01\x02")]
 
 
+def gguf_random_run(tmp: Path, tiny: dict) -> list[str]:
+    return ["run", "-m", str(tiny["llama"]), "-m", _gguf(tmp, b"not a gguf at all")]
+
+
 def remote_code(tmp: Path, tiny: dict) -> list[str]:
     folder = tmp / "custom"
     shutil.copytree(tiny["llama"], folder)
     config = json.loads((folder / "config.json").read_text())
     config["auto_map"] = {"AutoModelForCausalLM": "modeling_custom.CustomLM"}
+    config["model_type"] = "custom_lm"  # a type transformers does not know: code needed
     (folder / "config.json").write_text(json.dumps(config))
     return ["run", "-m", str(folder)]
 
@@ -194,6 +199,8 @@ CASES: list[tuple[str, Callable, bool, int, str, int | None]] = [
     ("gguf-empty", gguf_empty, False, 2, r"model\.gguf: not a readable GGUF file", None),
     ("gguf-random", gguf_random, False, 2, r"model\.gguf: not a readable GGUF file", None),
     ("gguf-truncated", gguf_truncated, True, 1, r"model\.gguf: not a readable GGUF file", None),
+    ("gguf-in-a-study", gguf_random_run, True, 2, r"model\.gguf: not a readable GGUF file",
+     None),
     ("remote-code", remote_code, True, 2, r"custom.*auto_map.*--trust-remote-code", None),
     ("unreachable-hub", unreachable_hub, True, 1,
      r"1 job\(s\) failed: .*cannot load model 'nobody-here/no-such-model'", None),
@@ -222,6 +229,7 @@ def test_bad_input_is_one_line(case, finished, tiny_models, tmp_path, monkeypatc
         _fail_writes(monkeypatch, out, fault)
     got, _, err = cli(args, monkeypatch, capsys)
     lines = [line for line in err.splitlines() if line.strip()]
+    print(f"\n{name} | exit {got} | {err.strip()}")
     assert got == code, f"{name}: exit {got}, stderr: {err}"
     assert len(lines) == 1, f"{name}: stderr has {len(lines)} lines:\n{err}"
     assert "Traceback" not in err and lines[0].startswith("error: ")
@@ -331,7 +339,7 @@ def test_files_honour_the_umask(finished):
         os.umask(0o022)
 
 
-def test_a_second_writer_is_refused(finished, tmp_path, monkeypatch, capsys):
+def test_a_second_writer_is_refused(finished, tiny_models, tmp_path, monkeypatch, capsys):
     import os
 
     from emogeom.study.lock import LOCK_NAME, output_lock
@@ -343,6 +351,10 @@ def test_a_second_writer_is_refused(finished, tmp_path, monkeypatch, capsys):
         assert (out / LOCK_NAME).read_text().strip() == str(os.getpid())
         code, _, err = cli(["report", str(out)], monkeypatch, capsys)
         assert code == 2 and f"is being written by pid {os.getpid()}" in err
+        code, _, err = cli(["run", "-m", str(tiny_models["gpt2"]), "--out", str(out), *FAST],
+                           monkeypatch, capsys)
+        assert code == 2 and f"is being written by pid {os.getpid()}" in err
+        assert len(err.strip().splitlines()) == 1
     assert not (out / LOCK_NAME).exists()
     assert snapshot(out) == before
     with output_lock(out):  # released: taken again at once
@@ -360,3 +372,23 @@ def test_status_fails_on_a_damaged_job(finished, tmp_path, monkeypatch, capsys):
     _flip(next((out / "jobs").rglob("vectors.safetensors")))
     code, stdout, _ = cli(["study", "status", str(study)], monkeypatch, capsys)
     assert code == 1 and "damaged" in stdout
+
+
+def test_a_damaged_converted_gguf_copy_is_redone(tmp_path, caplog):
+    from emogeom.models.loading import _CONVERT_VERSION, is_converted
+
+    folder = tmp_path / "converted" / "m-0123456789ab"
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(bytes(range(256)) * 4)
+    (folder / "config.json").write_text('{"model_type": "llama"}')
+    marker = {"converter": _CONVERT_VERSION,
+              "files": artefacts.checksums(folder, ["model.safetensors", "config.json"])}
+    (folder / "emogeom-source.json").write_text(json.dumps(marker))
+    assert is_converted(folder)
+    _flip(folder / "model.safetensors", 100)
+    with caplog.at_level("WARNING", logger="emogeom"):
+        assert not is_converted(folder)
+    assert "model.safetensors does not match its checksum" in caplog.text
+    del marker["files"]  # a copy from before checksums were recorded is not trusted either
+    (folder / "emogeom-source.json").write_text(json.dumps(marker))
+    assert not is_converted(folder)

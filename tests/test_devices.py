@@ -272,7 +272,8 @@ def test_oom_halves_the_budget_and_gives_the_same_states(tiny_models, error):
     plain_stats: dict = {}
     plain = extract_pooled(lm.model, lm.tokenizer, texts, ("last", "mean"),
                            max_batch_tokens=budget, stats=plain_stats)
-    assert plain_stats == {"max_batch_tokens_used": budget, "oom_halvings": 0}
+    assert plain_stats == {"max_batch_tokens_used": budget, "oom_halvings": 0,
+                           "truncated": 0}
 
     limit = 900
     seen = _oom_above(lm.model, limit, error)

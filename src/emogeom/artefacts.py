@@ -19,12 +19,17 @@ from emogeom.errors import EmogeomError
 _META_KEY = "__emogeom_meta__"
 
 
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def file_mode() -> int:
     """The mode a new file gets under the current umask (0644 under the usual 022):
     ``mkstemp`` makes 0600 files, which would leave a shared report unreadable to others."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+    return 0o666 & ~current_umask()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -33,12 +33,24 @@ def corpus_check(
     file: Path | None = typer.Argument(None, help="Corpus (.jsonl or .csv); default: shipped."),
     synonyms: Path | None = typer.Option(None, help="JSON {emotion: [words]} to check "
                                                     "leakage against; default: shipped list."),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Also count each story's tokens as this model reads them "
+                                    "(its tokenizer and config only) against its context."),
+    chat_template: str = typer.Option("raw", help="How --model reads the stories: raw | chat "
+                                                  "(each story as a user message)."),
+    trust_remote_code: bool = typer.Option(False, help="Allow --model's own code (auto_map)."),
 ) -> None:
-    """Validate a corpus: counts, lengths, topics, duplicates and emotion-word leakage."""
+    """Validate a corpus: counts, lengths, topics, duplicates and emotion-word leakage; with
+    --model, token lengths against the model's context (exit 1 when a story is over it)."""
+    from emogeom.extraction.context import model_story_lengths
+    from emogeom.stimuli import load_corpus
     from emogeom.stimuli.check import LENGTH_RATIO_MAX, check_corpus, load_synonyms
 
     try:
-        rep = check_corpus(file, load_synonyms(synonyms) if synonyms else None)
+        corpus = load_corpus(file)
+        rep = check_corpus(corpus, load_synonyms(synonyms) if synonyms else None)
+        lengths = (model_story_lengths(model, corpus, chat_template, trust_remote_code)
+                   if model else None)
     except (EmogeomError, OSError, ValueError) as exc:
         fail(exc)
     table = Table(title=f"corpus check: {file or 'shipped corpus'}")
@@ -55,9 +67,34 @@ def corpus_check(
                   f" duplicate groups = {len(rep.duplicates)}", soft_wrap=True)
     for w in rep.warnings:
         console.print(f"[yellow]warning:[/] {w}")
+    if lengths is not None:
+        limit = lengths["limit"]
+        ctx = f"{limit[0]} ({limit[1]})" if limit else "unknown"
+        lt = Table(title=f"{model}: tokens per story ({chat_template}); context {ctx}")
+        lt.add_column("emotion", no_wrap=True)
+        for col in ("stories", "min", "mean", "max", "over context"):
+            lt.add_column(col, justify="right")
+        for r in lengths["rows"]:
+            over = ", ".join(r["over"][:3]) + (" ..." if len(r["over"]) > 3 else "")
+            lt.add_row(r["emotion"], str(r["n"]), str(r["min"]), f"{r['mean']:.1f}",
+                       str(r["max"]), f"[bold red]{len(r['over'])}: {over}[/]" if r["over"]
+                       else "0")
+        console.print(lt)
+        if limit is None:
+            console.print(f"{model}: its config names no context length; not checked",
+                          soft_wrap=True, highlight=False)
+        elif lengths["n_over"]:
+            n = lengths["n_over"]
+            err.print(f"[bold red]error:[/] {n} {'story is' if n == 1 else 'stories are'} "
+                      f"longer than {model} reads ({limit[0]} tokens); shorten "
+                      f"{'it' if n == 1 else 'them'} or run with --truncate",
+                      highlight=False, soft_wrap=True)
+        else:
+            console.print(f"every story fits {model}'s context of {limit[0]} tokens",
+                          soft_wrap=True, highlight=False)
     for e in rep.errors:
         err.print(f"[bold red]error:[/] {e}", highlight=False)
-    if not rep.ok:
+    if not rep.ok or (lengths is not None and lengths["n_over"]):
         raise typer.Exit(1)
 
 

@@ -7,7 +7,7 @@ a preset changes); every CLI flag and every keyword of ``emogeom.extract`` names
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -35,6 +35,8 @@ class Extraction(_Section):
     n_neutral: int | None = Field(None, ge=2, description="first N neutral sentences")
     chat_template: Literal["raw", "chat"] = Field(
         "raw", description="raw: stories as plain text; chat: each story as a user message")
+    truncate: bool = Field(False, description="cut texts longer than the model's context to "
+                                              "its first tokens (default: refuse them)")
 
 
 class Analysis(_Section):
@@ -53,7 +55,7 @@ class Statistics(_Section):
     permutations: int = Field(10_000, ge=1)
     bootstrap: int = Field(1000, ge=1)
     ci_level: float = Field(0.95, gt=0, lt=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
 
 
 class Settings(_Section):
@@ -128,6 +130,8 @@ def settings_key(s: Settings) -> dict[str, Any]:
     """The part of the settings that changes a job's stored numbers (not the comparison
     method, bootstrap or CI level, which act only across jobs)."""
     ext = s.extraction.model_dump()
+    if not ext["truncate"]:  # off reads exactly as before the option existed: same job hashes
+        del ext["truncate"]
     return {"preset": s.preset, "extraction": ext, "analysis": s.analysis.model_dump(),
             "permutations": s.statistics.permutations, "seed": s.statistics.seed,
             "steering": s.steering, "steering_tokens": s.steering_tokens,
@@ -166,8 +170,8 @@ class Executor(_Section):
     kind: Literal["local", "ray"] = "local"
     address: str | None = Field(None, description="Ray cluster address; none starts one here")
     jobs: int = Field(1, ge=1, description="jobs at once")
-    num_gpus: float = Field(0, ge=0, description="GPUs per Ray task")
-    num_cpus: float = Field(1, gt=0, description="CPUs per Ray task")
+    num_gpus: float = Field(0, ge=0, allow_inf_nan=False, description="GPUs per Ray task")
+    num_cpus: float = Field(1, gt=0, allow_inf_nan=False, description="CPUs per Ray task")
 
 
 class StudySpec(_Section):
@@ -262,10 +266,10 @@ class Generation(_Section):
     n_templates: int = Field(5, ge=1, description="prompt templates used")
     stories: int = Field(10, ge=1, description="stories per template and emotion")
     chat_template: bool = True
-    temperature: float = Field(0.0, ge=0, description="0 = greedy")
+    temperature: float = Field(0.0, ge=0, allow_inf_nan=False, description="0 = greedy")
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(256, ge=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     position: str = Field("middle", description="last | middle | mean over the generated span")
     layer: str = Field("fraction:0.5", description="fraction:<f> (layer int(f·n)) | "
                                                    "best-comprehension | <int>")
@@ -313,12 +317,14 @@ class Steering(_Section):
     emotion: str | None = Field(None, description="steer every prompt toward this emotion")
     prompts: list[str] = Field(default_factory=list)
     default_prompts: bool = True
-    strengths: list[float] | str = Field(default_factory=lambda: list(STEER_STRENGTHS))
+    strengths: list[Annotated[float, Field(allow_inf_nan=False)]] | str = Field(
+        default_factory=lambda: list(STEER_STRENGTHS),
+        description="alphas in units of the layer's mean residual norm (negative: away)")
     layers: str | None = Field(None, description="'12', '10-14', '3,7,9', 'all'; None: 0.6·L")
     max_new_tokens: int = Field(40, ge=1)
-    temperature: float = Field(0.0, ge=0, description="0 = greedy")
+    temperature: float = Field(0.0, ge=0, allow_inf_nan=False, description="0 = greedy")
     top_p: float = Field(0.95, gt=0, le=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     samples: int = Field(1, ge=1, description="samples per prompt (sampling only)")
     per_emotion: int | None = Field(6, ge=2, description="stories per emotion for the vectors")
     vectors: str | None = Field(None, description="vectors.safetensors instead of the corpus")
@@ -332,13 +338,13 @@ class Behaviour(_Section):
     """Everything that determines a behaviour profile's numbers (recorded in the manifest).
     Constraint and question names are checked by ``behavior.profile``."""
 
-    temperature: float = Field(0.0, ge=0, description="0 = greedy")
-    seed: int = 0
+    temperature: float = Field(0.0, ge=0, allow_inf_nan=False, description="0 = greedy")
+    seed: int = Field(0, ge=0)
     max_new_tokens: int = Field(80, ge=1)
     top_p: float = Field(0.95, gt=0, le=1)
     format: str = Field("auto", description="auto | chat | raw ('User:/Assistant:' text)")
-    capability_threshold: float = Field(0.5, description="a capability score below this "
-                                                         "excludes the scenario")
+    capability_threshold: float = Field(0.5, ge=0, le=1, description="a capability score "
+                                        "(0..1) below this excludes the scenario")
     constraints: tuple[str, ...] | None = Field(None, description="subset of the constraints")
     questions: tuple[str, ...] | None = Field(None, description="subset of the stance questions")
 

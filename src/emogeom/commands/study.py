@@ -127,6 +127,8 @@ def run(
     pooling: str | None = typer.Option(None, help="last | mean"),
     mean_start: int | None = typer.Option(None, help="Mean pooling skips the first k tokens."),
     max_batch_tokens: int | None = typer.Option(None, help="Padded tokens per batch."),
+    truncate: bool = typer.Option(False, help="Cut texts longer than a model's context to "
+                                              "their first tokens (default: refuse them)."),
     chat_template: str | None = typer.Option(None, help="raw (default: stories as text) | "
                                                         "chat (each story as a user message)."),
     layer_criterion: str | None = typer.Option(None, help="reliability | reference | "
@@ -158,7 +160,8 @@ def run(
     from emogeom.models.devices import resolve_device
 
     flat = {"pooling": pooling, "mean_start": mean_start, "per_emotion": per_emotion,
-            "n_neutral": n_neutral, "max_batch_tokens": max_batch_tokens}
+            "n_neutral": n_neutral, "max_batch_tokens": max_batch_tokens,
+            "truncate": truncate or None}
     try:
         resolve_device(device)  # this run's jobs run here: an absent device fails now
         spec = StudySpec(

@@ -17,6 +17,13 @@ import torch
 
 from emogeom.errors import EmogeomError
 from emogeom.extraction.batching import pad_batch, token_budget_batches
+from emogeom.extraction.context import (
+    context_limit,
+    model_name,
+    over_long,
+    too_long,
+    truncate_ids,
+)
 from emogeom.models.devices import free_cached_memory, input_device, is_oom
 from emogeom.models.loading import pad_token_id
 
@@ -233,6 +240,7 @@ def extract_pooled(
     add_special_tokens: bool = True,
     on_note: Callable[[str], None] | None = None,
     stats: dict | None = None,
+    truncate: bool = False,
 ) -> np.ndarray | dict[str, np.ndarray]:
     """Pooled block outputs float32 [len(layers), len(texts), d] in the order of ``texts``;
     for several poolings (``("last", "mean")``) a dict of them, all read in the same pass.
@@ -243,7 +251,9 @@ def extract_pooled(
     there and come back as float32 once per batch. On device out-of-memory the token budget
     halves and the batch is retried (a note to ``on_note``; ``stats`` gets
     ``max_batch_tokens_used`` and ``oom_halvings``). Raises ``NonFiniteActivations`` naming
-    the first non-finite layer.
+    the first non-finite layer. A text longer than the model's context (``context_limit``)
+    is an error before any forward pass, or with ``truncate`` is cut to its first tokens
+    (``stats["truncated"]`` counts them).
     """
     names = [pooling] if isinstance(pooling, str) else list(dict.fromkeys(pooling))
     for name in names:
@@ -256,7 +266,14 @@ def extract_pooled(
     if wanted[0] < 0 or wanted[-1] >= len(blocks):
         raise EmogeomError(f"layers must lie in 0..{len(blocks) - 1}, got {list(layers)}")
     side = padding_side or getattr(tokenizer, "padding_side", "right") or "right"
-    ids = [tokenizer(t, add_special_tokens=add_special_tokens)["input_ids"] for t in texts]
+    ids = [list(tokenizer(t, add_special_tokens=add_special_tokens)["input_ids"])
+           for t in texts]
+    limit = context_limit(model)
+    over = over_long([len(x) for x in ids], limit)
+    if over and not truncate:
+        raise too_long(f"text {over[0]} (of {len(texts)})", len(ids[over[0]]),
+                       model_name(model), limit, len(over) - 1)
+    truncated = truncate_ids(ids, limit) if truncate else 0
     d = model.config.get_text_config().hidden_size
     out = np.zeros((len(names), len(wanted), len(texts), d), dtype=np.float32)
     slot = {layer: k for k, layer in enumerate(wanted)}
@@ -273,6 +290,8 @@ def extract_pooled(
 
     pool_sequences(model, wanted, [len(x) for x in ids], make_batch, store, max_batch_tokens,
                    on_batch, on_note, stats)
+    if stats is not None:
+        stats["truncated"] = truncated
     if isinstance(pooling, str):
         return out[0]
     return {name: out[k] for k, name in enumerate(names)}

@@ -7,11 +7,15 @@ cache directory (``EMOGEOM_CACHE``, default ``~/.cache/emogeom``); later loads r
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import logging
 import os
 import re
 import shutil
+import struct
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,7 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from emogeom.artefacts import file_sha256
+from emogeom.artefacts import checksums, current_umask, file_sha256, first_damage
 from emogeom.errors import EmogeomError
 from emogeom.models.chat import has_chat_template
 from emogeom.models.devices import (
@@ -42,8 +46,9 @@ from emogeom.models.precision import (
     quantisation_path,
 )
 
-__all__ = ["DTYPES", "LoadedModel", "ModelSource", "input_device", "load_model", "pad_token_id",
-           "resolve_model", "weights_bytes", "wrap"]
+__all__ = ["DTYPES", "LoadedModel", "ModelSource", "check_gguf_file", "input_device",
+           "load_model", "load_tokenizer_config", "pad_token_id", "resolve_model",
+           "weights_bytes", "wrap"]
 
 DTYPES: dict[str, torch.dtype] = {
     "fp32": torch.float32,
@@ -52,6 +57,11 @@ DTYPES: dict[str, torch.dtype] = {
 }
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _CONVERT_VERSION = "3"  # bump when conversion output changes: old caches are rebuilt
+_GGUF_MAGIC = b"GGUF"
+_STALE_TMP_S = 24 * 3600  # a .convert-* folder this old was left by a killed conversion
+# What reading a damaged GGUF raises inside transformers / gguf / numpy / torch.
+_READ_ERRORS = (ValueError, TypeError, IndexError, KeyError, OSError, EOFError, RuntimeError,
+                struct.error)
 
 
 @dataclass(frozen=True)
@@ -113,15 +123,95 @@ def resolve_model(spec: str) -> ModelSource:
     )
 
 
-def converted_gguf_dir(gguf: Path, sha256: str, root: Path | None = None) -> Path:
-    """Safetensors folder for a GGUF file, converted on first use and re-used afterwards."""
+def gguf_error(path: Path | str, reason: str) -> EmogeomError:
+    """The one-line error for a GGUF file that cannot be read."""
+    return EmogeomError(f"{path}: not a readable GGUF file ({reason}); re-download it or "
+                        "convert it again")
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of an exception's message, short enough for a one-line error."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def check_gguf_file(path: Path | str) -> None:
+    """Cheap checks before a GGUF file is parsed: not empty, starts with the magic bytes
+    ``GGUF``; raises the one-line ``gguf_error`` otherwise."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise gguf_error(path, _reason(exc)) from None
+    if not head:
+        raise gguf_error(path, "empty file")
+    if head[:4] != _GGUF_MAGIC:
+        raise gguf_error(path, "it does not start with the GGUF magic bytes")
+    if len(head) < 8:
+        raise gguf_error(path, "truncated header")
+
+
+def conversion_error(gguf: Path, exc: BaseException) -> EmogeomError:
+    """The one-line error for a GGUF file whose conversion failed: an architecture this
+    transformers cannot load, or a damaged (truncated) file."""
+    reason = _reason(exc)
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EACCES, errno.EROFS):
+        return EmogeomError(f"cannot write the model converted from {gguf} under "
+                            f"{cache_dir()}: {reason}; free space there or set EMOGEOM_CACHE to "
+                            "a writable folder")
+    if "not supported" in reason.lower():
+        return EmogeomError(f"{gguf}: transformers {transformers.__version__} cannot load this "
+                            f"GGUF ({reason}); use the original (safetensors) model or a newer "
+                            "transformers")
+    return gguf_error(gguf, f"truncated or damaged: {reason}")
+
+
+def _clear_stale_conversions(folder: Path) -> None:
+    """Remove temporary conversion folders left by a killed run (older than a day)."""
+    for old in folder.glob(".convert-*"):
+        with contextlib.suppress(OSError):
+            if time.time() - old.stat().st_mtime > _STALE_TMP_S:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def converted_path(gguf: Path, sha256: str, root: Path | None = None) -> Path:
+    """Where the safetensors folder converted from a GGUF file lives (or will)."""
     root = root or cache_dir()
-    target = root / "converted" / f"{gguf.name.removesuffix('.gguf')}-{sha256[:12]}"
-    marker = target / "emogeom-source.json"
-    if marker.exists() and json.loads(marker.read_text()).get("converter") == _CONVERT_VERSION:
+    return root / "converted" / f"{gguf.name.removesuffix('.gguf')}-{sha256[:12]}"
+
+
+def is_converted(folder: Path) -> bool:
+    """Whether ``folder`` holds a finished conversion by this converter version whose files
+    all match the checksums recorded beside them (a damaged copy is said and redone)."""
+    marker = folder / "emogeom-source.json"
+    try:
+        meta = json.loads(marker.read_text())
+        if meta.get("converter") != _CONVERT_VERSION or not isinstance(meta.get("files"), dict):
+            return False
+    except (OSError, ValueError, AttributeError):
+        return False
+    damage = first_damage(folder, meta["files"])
+    if damage:
+        logging.getLogger("emogeom").warning(
+            "warning: the converted copy %s is damaged (%s); converting it again", folder,
+            damage)
+        return False
+    return True
+
+
+def converted_gguf_dir(gguf: Path, sha256: str, root: Path | None = None) -> Path:
+    """Safetensors folder for a GGUF file, converted on first use and re-used afterwards.
+    The conversion is written to a temporary folder and renamed into place, so a failed or
+    damaged file leaves nothing behind; a damaged file is a one-line error."""
+    target = converted_path(gguf, sha256, root)
+    if is_converted(target):
         return target
+    check_gguf_file(gguf)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _clear_stale_conversions(target.parent)
     tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700; the cache follows the umask
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()  # GGUF tokenizer notices: we repair and record
     try:
@@ -138,19 +228,63 @@ def converted_gguf_dir(gguf: Path, sha256: str, root: Path | None = None) -> Pat
         plain.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         repairs = repair_tokenizer(tmp, gguf)
+        files = checksums(tmp, sorted(p.name for p in tmp.iterdir()))
         (tmp / "emogeom-source.json").write_text(
             json.dumps({"gguf": gguf.name, "sha256": sha256, "converter": _CONVERT_VERSION,
                         "transformers": transformers.__version__,
-                        "tokenizer_repairs": repairs}, indent=2)
+                        "tokenizer_repairs": repairs, "files": files}, indent=2)
         )
         if target.exists():  # a half-written folder from a killed run: replace it
             shutil.rmtree(target)
         os.replace(tmp, target)
+    except _READ_ERRORS as exc:
+        raise conversion_error(gguf, exc) from None
     finally:
         transformers.logging.set_verbosity(verbosity)
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def remote_code_error(spec: str) -> EmogeomError:
+    """The one-line refusal of a model that ships its own code, asked without trust."""
+    return EmogeomError(f"{spec}: this model ships its own code (auto_map); rerun with "
+                        "--trust-remote-code (study file: trust_remote_code: true) only if you "
+                        "trust it")
+
+
+def needs_remote_code(folder: str | Path) -> bool:
+    """Whether a local model folder can only load with its own code: its config.json has an
+    ``auto_map`` and a model type this transformers does not know (transformers loads a known
+    type with its own classes, as it does itself)."""
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(config, dict) or not config.get("auto_map"):
+        return False
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    return config.get("model_type") not in CONFIG_MAPPING
+
+
+@contextlib.contextmanager
+def load_errors(source: ModelSource, name: str, trust_remote_code: bool):
+    """Turn what transformers raises on a model it cannot load into one-line errors: a
+    missing or unreachable model, and custom code without ``trust_remote_code``."""
+    if (not trust_remote_code and source.kind == "local" and source.path
+            and needs_remote_code(source.path)):
+        raise remote_code_error(source.spec)
+    try:
+        yield
+    except OSError as exc:
+        where = "the hub (no network or wrong id?)" if source.kind == "hub" else name
+        raise EmogeomError(f"cannot load model '{source.spec}' from {where}: "
+                           f"{_reason(exc)}") from None
+    except ValueError as exc:
+        if not trust_remote_code and "trust_remote_code" in str(exc):
+            raise remote_code_error(source.spec) from None
+        raise
 
 
 @contextlib.contextmanager
@@ -286,11 +420,8 @@ def load_model(
                             "trust_remote_code": trust_remote_code}
     if source.kind in ("embedded", "gguf"):
         if source.kind == "embedded":
-            gguf, sha = embedded_gguf(source.spec, cache_dir())
             info["description"] = EMBEDDED[source.spec].description
-        else:
-            gguf, sha = Path(source.path), None
-        sha = sha or file_sha256(gguf)
+        gguf, sha = _gguf_of(source)
         folder = converted_gguf_dir(gguf, sha)
         source_meta = json.loads((folder / "emogeom-source.json").read_text())
         info.update({"gguf_file": gguf.name, "sha256": sha, "loaded_from": str(folder),
@@ -302,27 +433,22 @@ def load_model(
     else:
         name = source.path if source.kind == "local" else source.spec
         kwargs = {"revision": revision} if revision else {}
-    try:
-        with no_load_bars(source.kind != "hub"):
-            tokenizer = AutoTokenizer.from_pretrained(
-                name, trust_remote_code=trust_remote_code, **kwargs
-            )
-            size = (weights_bytes(name, dtype, trust_remote_code, **kwargs)
-                    if target == "cuda" and not memory else None)
-            device_map, rule = placement(
-                target, size, gpu_free_bytes() if target == "cuda" else [], memory,
-                torch.cuda.current_device() if target.startswith("cuda") else 0)
-            place: dict[str, Any] = {} if device_map is None else {"device_map": device_map}
-            if device_map == "auto" and memory:
-                place["max_memory"] = memory
-            model = AutoModelForCausalLM.from_pretrained(
-                name, dtype=load_dtype(dtype, target), trust_remote_code=trust_remote_code,
-                attn_implementation=attn_implementation, **kwargs, **quant_kwargs, **place,
-            )
-    except OSError as exc:
-        where = "the hub (no network or wrong id?)" if source.kind == "hub" else name
-        raise EmogeomError(f"cannot load model '{source.spec}' from {where}: "
-                           f"{str(exc).splitlines()[0]}") from None
+    with load_errors(source, name, trust_remote_code), no_load_bars(source.kind != "hub"):
+        tokenizer = AutoTokenizer.from_pretrained(
+            name, trust_remote_code=trust_remote_code, **kwargs
+        )
+        size = (weights_bytes(name, dtype, trust_remote_code, **kwargs)
+                if target == "cuda" and not memory else None)
+        device_map, rule = placement(
+            target, size, gpu_free_bytes() if target == "cuda" else [], memory,
+            torch.cuda.current_device() if target.startswith("cuda") else 0)
+        place: dict[str, Any] = {} if device_map is None else {"device_map": device_map}
+        if device_map == "auto" and memory:
+            place["max_memory"] = memory
+        model = AutoModelForCausalLM.from_pretrained(
+            name, dtype=load_dtype(dtype, target), trust_remote_code=trust_remote_code,
+            attn_implementation=attn_implementation, **kwargs, **quant_kwargs, **place,
+        )
     model.eval()
     if dtype in QUANTISED:
         info["quantisation"] = finish_quantisation(model, dtype, target)
@@ -335,3 +461,54 @@ def load_model(
     if source.kind == "local":
         info["local_path"] = source.path
     return LoadedModel(model, tokenizer, source, info)
+
+
+def _gguf_of(source: ModelSource) -> tuple[Path, str]:
+    """The GGUF file of an embedded or GGUF source and its sha256."""
+    if source.kind == "embedded":
+        gguf, sha = embedded_gguf(source.spec, cache_dir())
+    else:
+        gguf, sha = Path(source.path), None
+    return gguf, sha or file_sha256(gguf)
+
+
+def _gguf_tokenizer_config(gguf: Path) -> tuple[Any, Any]:
+    """Tokenizer (repaired as a conversion would) and config read from a GGUF file's metadata,
+    without its weights; a damaged file is a one-line error."""
+    check_gguf_file(gguf)
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        with tempfile.TemporaryDirectory(prefix="emogeom-tok-") as tmp:
+            tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            tok.save_pretrained(tmp)
+            repair_tokenizer(Path(tmp), gguf)
+            tokenizer = AutoTokenizer.from_pretrained(tmp)
+        config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    except _READ_ERRORS as exc:
+        raise conversion_error(gguf, exc) from None
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    return tokenizer, config
+
+
+def load_tokenizer_config(spec: str | ModelSource, revision: str | None = None,
+                          trust_remote_code: bool = False) -> tuple[Any, Any, ModelSource]:
+    """(tokenizer, config, source) of a model without its weights: from the converted folder
+    of a GGUF file when there is one, else from the GGUF metadata; from config.json and the
+    tokenizer files of a folder or hub id. For counting tokens against the context."""
+    source = spec if isinstance(spec, ModelSource) else resolve_model(spec)
+    if source.kind in ("embedded", "gguf"):
+        gguf, sha = _gguf_of(source)
+        folder = converted_path(gguf, sha)
+        if not is_converted(folder):
+            return (*_gguf_tokenizer_config(gguf), source)
+        name, kwargs = str(folder), {}
+    else:
+        name = source.path if source.kind == "local" else source.spec
+        kwargs = {"revision": revision} if revision else {}
+    with load_errors(source, name, trust_remote_code), no_load_bars(source.kind != "hub"):
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code,
+                                                  **kwargs)
+        config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code, **kwargs)
+    return tokenizer, config, source

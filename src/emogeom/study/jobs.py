@@ -199,7 +199,8 @@ def shared_passes(task: ModelTask, inputs: dict[str, Inputs]) -> list[tuple[Inpu
     keyed: dict[tuple, list[Job]] = {}
     for job in task.jobs:
         ext = job.settings.extraction
-        keyed.setdefault((ext.mean_start, ext.max_batch_tokens, ext.chat_template), []).append(job)
+        keyed.setdefault((ext.mean_start, ext.max_batch_tokens, ext.chat_template,
+                        ext.truncate), []).append(job)
     for group in keyed.values():
         union = max((inputs[j.preset] for j in group),
                     key=lambda x: (len(x.corpus.stimuli), len(x.neutral.stimuli)))

@@ -81,6 +81,7 @@ def check_study(spec: StudySpec) -> dict[str, Inputs]:
     the output folder, the corpus and neutral sentences, every model spec (a local file or
     folder must exist), every device and the executor. Returns the inputs per preset."""
     from emogeom.models.devices import resolve_device
+    from emogeom.models.loading import check_gguf_file, needs_remote_code, remote_code_error
 
     out = spec.out_dir
     if out.exists() and not out.is_dir():
@@ -93,7 +94,12 @@ def check_study(spec: StudySpec) -> dict[str, Inputs]:
         raise EmogeomError(f"executor: unknown kind '{spec.executor.kind}' (use local or ray)")
     inputs = load_inputs(spec)
     for entry in spec.models:
-        resolve_model(entry.id)
+        source = resolve_model(entry.id)
+        if source.kind == "gguf":
+            check_gguf_file(source.path)
+        if (source.kind == "local" and not entry.trust_remote_code
+                and needs_remote_code(source.path)):
+            raise remote_code_error(entry.id)
         resolve_device(entry.device or spec.device)
     return inputs
 
