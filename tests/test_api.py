@@ -114,6 +114,15 @@ def test_extract_on_a_plain_model_equals_the_job(run_out, tiny_models, tmp_path)
     for field in ("vectors", "rdms", "reliability", "acts", "half_rdms"):
         np.testing.assert_array_equal(getattr(back, field), getattr(g, field))
     assert sorted(back.references) == sorted(g.references)
+    # A vector file found alone says what it is.
+    _, meta = artefacts.read_tensors(tmp_path / "g" / "vectors.safetensors")
+    assert meta["corpus_sha256"] == g.corpus_sha256 and meta["emogeom"] == emogeom.__version__
+    assert meta["pooling"] == g.settings["extraction"]["pooling"]
+    assert meta["preset"] == g.settings["preset"] and meta["emotions"] == g.emotions
+    assert meta["architecture"] == "llama" and meta["d_model"] == g.vectors.shape[-1]
+    assert "block" in meta["layer_definition"] and meta["n_layers"] == g.n_layers
+    _, job_meta = artefacts.read_tensors(job / "vectors.safetensors")
+    assert job_meta["model"] == str(tiny_models["llama"]) and job_meta["model_kind"] == "local"
     # compare on the API equals the row the study wrote.
     other = emogeom.Geometry.load(next(p for p in (run_out / "jobs").iterdir()
                                        if p.name.startswith("gpt2-")))

@@ -198,9 +198,9 @@ def report(out: Path = typer.Argument(..., help="A study folder (`emogeom run` o
     console.print(f"report: {path}")
 
 
-from emogeom.commands import behave, method, steer, study  # noqa: E402
+from emogeom.commands import behave, export, method, steer, study  # noqa: E402
 
-for _room in (study, method, steer, behave):
+for _room in (study, method, steer, behave, export):
     _room.register(app)
 
 

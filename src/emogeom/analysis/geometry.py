@@ -21,6 +21,8 @@ from emogeom.errors import EmogeomError
 from emogeom.stats import half_rdm, mantel
 
 LAYER_DEFINITION = "output of decoder block i (0-based), before any final norm"
+VECTOR_DEFINITION = ("each emotion's mean pooled state minus the mean of the emotions' means "
+                     "(after any neutral-PC denoising)")
 FILES = ("vectors.safetensors", "analysis.safetensors", "metrics.json", "rdm.csv",
          "geometry.json")
 
@@ -79,8 +81,7 @@ class Geometry:
         hashes = {
             "vectors.safetensors": io.write_tensors(
                 folder / "vectors.safetensors", {"vectors": self.vectors},
-                {**meta, "denoise": self.settings.get("analysis", {}).get("denoise"),
-                 "model": self.model_info.get("model"), "preset": self.settings.get("preset")}),
+                {**meta, **self.provenance()}),
             "analysis.safetensors": io.write_tensors(
                 folder / "analysis.safetensors",
                 {"half_rdms": self.half_rdms, "acts_best": self.acts,
@@ -122,6 +123,42 @@ class Geometry:
             acts=extra["acts_best"], half_rdms=extra["half_rdms"],
             halves=(extra["half_1"], extra["half_2"]), corpus_sha256=ameta["corpus_sha256"],
             references=refs)
+
+    def provenance(self) -> dict[str, Any]:
+        """What a vector file found alone must say about itself: the model (id, kind,
+        revision or weights sha256, architecture, sizes, precision), where and how the states
+        were read (layer definition, pooling, chat policy), the vector formula, the corpus,
+        the preset and the emogeom version. Stored in ``vectors.safetensors``."""
+        from emogeom import __version__
+
+        info, ext = self.model_info, self.settings.get("extraction", {})
+        return {
+            "name": self.name,
+            "model": info.get("model"), "model_kind": info.get("kind"),
+            "model_revision": info.get("revision"), "model_sha256": info.get("sha256"),
+            "architecture": info.get("architecture"), "n_layers": self.n_layers,
+            "d_model": int(self.vectors.shape[-1]), "dtype": info.get("dtype"),
+            "layer_definition": LAYER_DEFINITION, "vector_definition": VECTOR_DEFINITION,
+            "pooling": ext.get("pooling"), "mean_start": ext.get("mean_start"),
+            "chat_template": ext.get("chat_template"),
+            "denoise": self.settings.get("analysis", {}).get("denoise"),
+            "corpus_sha256": self.corpus_sha256, "preset": self.settings.get("preset"),
+            "emogeom": __version__,
+        }
+
+    def to_rsatoolbox(self, layers: int | list[int] | None = None) -> Any:
+        """The RDMs as ``rsatoolbox.rdm.RDMs``, one per layer (default all; needs rsatoolbox)."""
+        from emogeom.export.rsa import to_rsatoolbox
+
+        return to_rsatoolbox(self, layers)
+
+    def to_steering_vector(self, emotion: str, layers: int | list[int] | str | None = None,
+                           alpha: float = 1.0, model: Any = None, tokenizer: Any = None) -> Any:
+        """``emotion`` as a ``steering_vectors.SteeringVector`` (with a model: emogeom's units,
+        else absolute); see ``emogeom.export.steering_vectors.to_steering_vector``."""
+        from emogeom.export.steering_vectors import to_steering_vector
+
+        return to_steering_vector(self, emotion, layers, alpha, model, tokenizer)
 
     def to_json(self) -> str:
         """The descriptors as JSON text (for logs and notebooks)."""
