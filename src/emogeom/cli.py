@@ -115,7 +115,6 @@ def corpus_generate(
     from emogeom.commands.progress import cli_progress
     from emogeom.emotions import EMOTIONS
     from emogeom.models.devices import resolve_device
-    from emogeom.progress import counter
     from emogeom.stimuli.generate import write_corpus
 
     chosen = [e.strip() for e in emotions.split(",")] if emotions else list(EMOTIONS)
@@ -123,9 +122,8 @@ def corpus_generate(
         resolve_device(device)  # an absent device fails before the progress display
         with cli_progress(console) as progress:
             result = write_corpus(model, per_emotion, out, chosen, seed, max_new_tokens,
-                                  temperature, top_p, on_story=counter(
-                                      progress, "writing stories", len(chosen) * per_emotion),
-                                  device=device, max_memory=max_memory)
+                                  temperature, top_p, device=device, max_memory=max_memory,
+                                  progress=progress)
     except EmogeomError as exc:
         fail(exc)
     console.print(f"wrote {result['kept']} stories to {result['out']}; dropped after retries "

@@ -298,6 +298,39 @@ GEN_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Run profiles of `decompose` and `sensitivity`: the sizes they use where no flag is given
+# (flags win). full: the paper-sized run (the presets' own values, 10,000 permutations, 1,000
+# bootstrap samples), sized for a GPU; quick: CPU-sized (SmolLM2-135M's decompose in under 10
+# minutes on 2 cores), every table row and its bootstrap CI still computed. The default is full
+# on CUDA or MPS and quick on a CPU.
+PROFILES: dict[str, dict[str, int | None]] = {
+    "full": {},
+    "quick": {"templates": 2, "samples": 3, "max_new_tokens": 48, "loose_samples": 1,
+              "loose_max_new_tokens": 48, "per_emotion": 10, "permutations": 2000,
+              "bootstrap": 200},
+}
+
+
+def run_profile(name: str | None, device: str) -> tuple[str, str]:
+    """(profile, why) for a resolved ``device``: the one asked for, else full on CUDA/MPS and
+    quick on a CPU."""
+    if name is not None:
+        if name not in PROFILES:
+            raise EmogeomError(f"unknown profile '{name}' (use one of: {', '.join(PROFILES)})")
+        return name, "asked for"
+    if device == "cpu":
+        return "quick", "CPU default; --profile full for the paper-sized run"
+    return "full", f"{device.split(':')[0].upper()} default; --profile quick for a short run"
+
+
+def profile_value(profile: str, name: str, given: Any, fallback: Any = None) -> Any:
+    """A size: the flag's value when given, else the profile's, else ``fallback``."""
+    if given is not None:
+        return given
+    value = PROFILES[profile].get(name)
+    return fallback if value is None else value
+
+
 def generation(preset: str = "gen-reference", **overrides: Any) -> Generation:
     """A generation preset with non-None ``overrides`` on top (field checks only)."""
     if preset not in GEN_PRESETS:

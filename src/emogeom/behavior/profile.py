@@ -14,10 +14,12 @@ from typing import Any
 import emogeom
 from emogeom import artefacts
 from emogeom.behavior import formal, stance
-from emogeom.behavior.dialogue import choose_format, converse, format_note
+from emogeom.behavior.dialogue import choose_format, converse, format_note, render
 from emogeom.config import Behaviour, checked
 from emogeom.errors import EmogeomError
+from emogeom.models.generate import encode
 from emogeom.models.loading import LoadedModel
+from emogeom.models.timing import Estimate, Work, count, estimate, warm_up
 
 
 def check_behaviour(s: Behaviour) -> Behaviour:
@@ -37,6 +39,25 @@ def n_steps(settings: Behaviour) -> int:
     n_c = len(settings.constraints or formal.CONSTRAINT_NAMES)
     n_q = len(settings.questions or stance.QUESTIONS)
     return 2 * n_c + (1 + stance.N_TURNS) * n_q
+
+
+def behaviour_estimate(lm: LoadedModel, settings: Behaviour) -> Estimate:
+    """How long ``behaviour_profile`` will take: ``n_steps`` replies of up to
+    ``max_new_tokens``, one at a time; a stance dialogue's prompt grows by about one reply and
+    one user turn per turn. Timed by a warm-up on the first formal prompt."""
+    fmt = choose_format(lm, settings.format)
+    first = formal.CONSTRAINTS[0].capability
+    text, templated = render(lm, [{"role": "user", "content": first}], fmt)
+    ids = encode(lm.tokenizer, text, templated)
+    n_c = len(settings.constraints or formal.CONSTRAINT_NAMES)
+    n_q = len(settings.questions or stance.QUESTIONS)
+    grow = settings.max_new_tokens + 40  # a reply and the next user turn, in tokens
+    works = [Work(2 * n_c, settings.max_new_tokens, 1, len(ids))]
+    works += [Work(n_q, settings.max_new_tokens, 1, len(ids) + t * grow)
+              for t in range(1 + stance.N_TURNS)]
+    n = n_steps(settings)
+    return estimate(f"{count(n)} replies × {settings.max_new_tokens} new tokens (at most)",
+                    works, warm_up(lm, [ids]), ["--max-new-tokens"])
 
 
 def _formal(lm: LoadedModel, fmt: str, s: Behaviour, gen: dict[str, Any],

@@ -114,7 +114,12 @@ def register(app: typer.Typer) -> None:
         max_memory: str | None = max_memory_option(),
     ) -> None:
         """Probe MTI Compliance facets: formal constraints and stance under pressure."""
-        from emogeom.behavior.profile import check_behaviour, n_steps, save_profile
+        from emogeom.behavior.profile import (
+            behaviour_estimate,
+            check_behaviour,
+            n_steps,
+            save_profile,
+        )
         from emogeom.commands.progress import cli_progress
         from emogeom.config import checked
         from emogeom.models import load_model
@@ -126,6 +131,8 @@ def register(app: typer.Typer) -> None:
                 "format": fmt}))
             lm = load_model(model, dtype=dtype, trust_remote_code=trust_remote_code,
                             device=device, max_memory=max_memory)
+            console.print(behaviour_estimate(lm, settings).line(), soft_wrap=True,
+                          highlight=False)
             with cli_progress(console) as progress:
                 step = counter(progress, f"probing {lm.source.slug}", n_steps(settings))
                 profile = behaviour_profile(lm, settings=settings, on_step=step)

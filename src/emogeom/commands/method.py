@@ -13,11 +13,21 @@ from rich.table import Table
 
 from emogeom.commands import device_option, fail, max_memory_option
 from emogeom.commands.progress import cli_progress
-from emogeom.config import Statistics, default
+from emogeom.config import PROFILES, Statistics, default
 from emogeom.errors import EmogeomError
 
 console = Console(stderr=False)
 PERMUTATIONS, BOOTSTRAP = default(Statistics, "permutations"), default(Statistics, "bootstrap")
+QUICK = PROFILES["quick"]
+
+
+def profile_option():
+    """``--profile quick|full`` of decompose and sensitivity."""
+    return typer.Option(None, "--profile", help="quick (CPU-sized: "
+                        f"{QUICK['templates']} templates x {QUICK['samples']} stories, "
+                        f"{QUICK['max_new_tokens']} tokens, {QUICK['bootstrap']} bootstrap "
+                        "samples) | full (the paper-sized run). Default: full on a GPU, quick "
+                        "on a CPU; flags below override the profile's sizes.")
 
 
 def _f(x: float | None, digits: int = 3) -> str:
@@ -74,16 +84,25 @@ def precision(
 
 def decompose(
     model: str = typer.Option("smollm2-135m-instruct", "--model", "-m"),
-    templates: int | None = typer.Option(None, help="gen-reference templates [5]."),
-    samples: int | None = typer.Option(None, help="gen-reference stories per template [10]."),
-    max_new_tokens: int | None = typer.Option(None, help="gen-reference new tokens [256]."),
+    profile: str | None = profile_option(),
+    templates: int | None = typer.Option(None, help="gen-reference templates [full 5, quick "
+                                                    f"{QUICK['templates']}]."),
+    samples: int | None = typer.Option(None, help="gen-reference stories per template [full "
+                                                  f"10, quick {QUICK['samples']}]."),
+    max_new_tokens: int | None = typer.Option(None, help="gen-reference new tokens [full 256, "
+                                                         f"quick {QUICK['max_new_tokens']}]."),
     loose_samples: int | None = typer.Option(None, help="gen-loose samples per emotion [1]."),
-    loose_max_new_tokens: int | None = typer.Option(None, help="gen-loose new tokens [100]."),
+    loose_max_new_tokens: int | None = typer.Option(
+        None, help=f"gen-loose new tokens [full 100, quick {QUICK['loose_max_new_tokens']}]."),
     per_emotion: int | None = typer.Option(None, help="Comprehension: first N stories per "
-                                                      "emotion [all]."),
+                                                      "emotion [full all, quick "
+                                                      f"{QUICK['per_emotion']}]."),
     seed: int = typer.Option(0, help="Seed for sampling, permutations and bootstrap."),
-    permutations: int = typer.Option(PERMUTATIONS, help="Mantel permutations."),
-    bootstrap: int = typer.Option(BOOTSTRAP, help="Bootstrap samples for the CIs (0 = none)."),
+    permutations: int | None = typer.Option(
+        None, help=f"Mantel permutations [full {PERMUTATIONS}, quick {QUICK['permutations']}]."),
+    bootstrap: int | None = typer.Option(
+        None, help=f"Bootstrap samples for the CIs, 0 = none [full {BOOTSTRAP}, quick "
+                   f"{QUICK['bootstrap']}]."),
     out: Path | None = typer.Option(None, help="Output folder (default: out/decompose/<model>)."),
     device: str = device_option(),
     max_memory: str | None = max_memory_option(),
@@ -91,13 +110,14 @@ def decompose(
     """A = comprehension, B = gen-loose, C = gen-reference, D = gen-reference INT8: the
     four-layer decomposition of a method effect."""
     from emogeom.method.decompose import run_decompose
+    from emogeom.models.timing import duration
 
     try:
         with cli_progress(console) as progress:
             res = run_decompose(model, templates, samples, max_new_tokens, loose_samples,
                                 loose_max_new_tokens, per_emotion, seed, permutations,
                                 bootstrap, out, progress, device=device,
-                                max_memory=max_memory)
+                                max_memory=max_memory, profile=profile)
     except EmogeomError as exc:
         fail(exc)
     b, c = res["protocols"]["B"], res["protocols"]["C"]
@@ -120,21 +140,29 @@ def decompose(
                   f" {c.max_new_tokens} tokens; D quantisation: "
                   f"{(res['quantisation'] or {}).get('path')}", soft_wrap=True)
     console.print(f"saved: {res['folder']} (decomposition.csv/.png/.pdf, texts_*.jsonl, "
-                  f"manifest.json) in {res['seconds']:.0f} s")
+                  f"manifest.json) in {res['seconds']:.0f} s (profile {res['profile']}; "
+                  f"estimated {duration(res['estimate'].seconds)})", soft_wrap=True)
 
 
 def sensitivity(
     model: str = typer.Option("smollm2-135m-instruct", "--model", "-m"),
     base: str = typer.Option("gen-reference", help="Base protocol preset."),
+    profile: str | None = profile_option(),
     templates: int | None = typer.Option(
-        None, help="Templates of the base (default: the preset's)."),
-    samples: int | None = typer.Option(None, help="Stories per template (default: the preset's)."),
-    max_new_tokens: int | None = typer.Option(None, help="New tokens (default: the preset's)."),
+        None, help="Templates of the base (default: the profile's for gen-reference, else the "
+                   "preset's)."),
+    samples: int | None = typer.Option(None, help="Stories per template (default: as "
+                                                  "--templates)."),
+    max_new_tokens: int | None = typer.Option(None, help="New tokens (default: as "
+                                                         "--templates)."),
     per_emotion: int | None = typer.Option(None, help="Comprehension stories per emotion "
                                                       "(only if the base needs them)."),
     seed: int = typer.Option(0),
-    permutations: int = typer.Option(PERMUTATIONS, help="Mantel permutations."),
-    bootstrap: int = typer.Option(BOOTSTRAP, help="Bootstrap samples (0 = none)."),
+    permutations: int | None = typer.Option(
+        None, help=f"Mantel permutations [full {PERMUTATIONS}, quick {QUICK['permutations']}]."),
+    bootstrap: int | None = typer.Option(
+        None, help=f"Bootstrap samples, 0 = none [full {BOOTSTRAP}, quick "
+                   f"{QUICK['bootstrap']}]."),
     regenerate: bool = typer.Option(True, help="Also vary knobs that need new texts."),
     out: Path | None = typer.Option(None, help="Output folder (default: out/sensitivity/<model>)."),
     device: str = device_option(),
@@ -142,12 +170,13 @@ def sensitivity(
 ) -> None:
     """Vary one generation sub-parameter at a time; ρ of each variant's RDM to the base."""
     from emogeom.method.sensitivity import run_sensitivity
+    from emogeom.models.timing import duration
 
     try:
         with cli_progress(console) as progress:
             res = run_sensitivity(model, base, templates, samples, max_new_tokens, per_emotion,
                                   seed, permutations, bootstrap, out, progress, regenerate,
-                                  device=device, max_memory=max_memory)
+                                  device=device, max_memory=max_memory, profile=profile)
     except EmogeomError as exc:
         fail(exc)
     p = res["base"]
@@ -162,7 +191,8 @@ def sensitivity(
                       f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]", f"{r['p_perm']:.4g}")
     console.print(table)
     console.print(f"saved: {res['folder']} (sensitivity.csv, texts/, manifest.json) in "
-                  f"{res['seconds']:.0f} s")
+                  f"{res['seconds']:.0f} s (profile {res['profile']}; estimated "
+                  f"{duration(res['estimate'].seconds)})", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

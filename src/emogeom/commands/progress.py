@@ -1,8 +1,14 @@
-"""The CLI's progress callback: rich bars on a terminal, plain dated lines in a log."""
+"""The CLI's progress callback: rich bars on a terminal, plain lines in a log.
+
+Plain lines (output not a terminal, e.g. ``cmd > log``): ``task: done/total (elapsed s)`` when a
+task starts, when it ends and at most every ``PLAIN_EVERY_S`` seconds as it advances; when no
+line was printed for ``PLAIN_EVERY_S`` seconds (one long batch), the latest count is repeated
+with "still working", so a log shows life at least that often."""
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
 
@@ -34,16 +40,43 @@ def cli_progress(console: Console) -> Iterator:
         return
     started = time.monotonic()
     last: dict[str, float] = {}
+    lock = threading.Lock()
+    state: dict = {"printed": started, "latest": None}
+
+    def say(text: str) -> None:
+        console.print(text, soft_wrap=True, highlight=False)
+        state["printed"] = time.monotonic()
+
+    def count_line(task: str, done: int, total: int | None, now: float, tail: str = "") -> str:
+        return (f"{escape(task)}: {done}/{total if total is not None else '?'} "
+                f"({now - started:.0f} s{tail})")
 
     def report(task: str, done: int | None = None, total: int | None = None) -> None:
         now = time.monotonic()
-        if done is None:
-            console.print(escape(task), soft_wrap=True, highlight=False)
-            return
-        finished = total is not None and done >= total
-        if done == 0 or finished or now - last.get(task, 0.0) >= PLAIN_EVERY_S:
-            last[task] = now
-            console.print(f"{escape(task)}: {done}/{total if total is not None else '?'} "
-                          f"({now - started:.0f} s)", soft_wrap=True, highlight=False)
+        with lock:
+            if done is None:
+                say(escape(task))
+                return
+            finished = total is not None and done >= total
+            state["latest"] = None if finished else (task, done, total)
+            if done == 0 or finished or now - last.get(task, 0.0) >= PLAIN_EVERY_S:
+                last[task] = now
+                say(count_line(task, done, total, now))
 
-    yield report
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        # A batch can outlast PLAIN_EVERY_S: repeat the latest count so a log shows life.
+        while not stop.wait(PLAIN_EVERY_S / 3):
+            with lock:
+                now = time.monotonic()
+                if state["latest"] is not None and now - state["printed"] >= PLAIN_EVERY_S:
+                    say(count_line(*state["latest"], now, "; still working"))
+
+    beat = threading.Thread(target=heartbeat, name="emogeom-progress", daemon=True)
+    beat.start()
+    try:
+        yield report
+    finally:
+        stop.set()
+        beat.join()

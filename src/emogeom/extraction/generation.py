@@ -30,6 +30,7 @@ from emogeom.extraction.pooled import decoder_layers, pool_sequences
 from emogeom.geometry.vectors import BASELINES, class_means, vectors_from_means
 from emogeom.models.generate import encode, generate_ids, prompt_text
 from emogeom.models.loading import LoadedModel, pad_token_id
+from emogeom.models.timing import Work
 
 TOKEN_POSITIONS = ("last", "middle", "mean")
 
@@ -170,6 +171,25 @@ def _stop_ids(lm: LoadedModel) -> set[int]:
     return ids
 
 
+def sample_input(tokenizer: Any, sample: Sample, p: Generation) -> tuple[str, list[int]]:
+    """(text sent, its token ids) of one sample's prompt under protocol ``p``."""
+    text, templated = prompt_text(tokenizer, sample.prompt, p.chat_template)
+    text = text if templated else text + p.raw_suffix
+    return text, encode(tokenizer, text, templated)
+
+
+def generation_work(lm: LoadedModel, p: Generation, emotions: Sequence[str] = EMOTIONS
+                    ) -> tuple[Work, list[list[int]]]:
+    """What ``run_generation(lm, p, emotions)`` will do, for an estimate: a ``Work`` (its
+    generations, new tokens, batch, mean prompt length, tokens read back at full length) and
+    the first batch's prompt ids (for ``models.timing.warm_up``)."""
+    prompts = [sample_input(lm.tokenizer, s, p)[1] for s in build_samples(p, emotions)]
+    mean = round(sum(len(x) for x in prompts) / max(len(prompts), 1))
+    work = Work(len(prompts), p.max_new_tokens, p.max_batch, mean,
+                len(prompts) * (mean + p.max_new_tokens))
+    return work, prompts[:p.max_batch]
+
+
 def generate_samples(
     lm: LoadedModel, samples: Sequence[Sample], p: Generation,
     on_batch: Callable[[int], None] | None = None,
@@ -182,12 +202,7 @@ def generate_samples(
     records = []
     for b, start in enumerate(range(0, len(samples), p.max_batch)):
         chunk = samples[start:start + p.max_batch]
-        prompts, inputs = [], []
-        for s in chunk:
-            text, templated = prompt_text(tok, s.prompt, p.chat_template)
-            text = text if templated else text + p.raw_suffix
-            inputs.append(text)
-            prompts.append(encode(tok, text, templated))
+        inputs, prompts = map(list, zip(*(sample_input(tok, s, p) for s in chunk)))
         rows = generate_ids(lm, prompts, p.seed + b, p.max_new_tokens, p.temperature, p.top_p)
         for s, text_in, prompt_ids, row in zip(chunk, inputs, prompts, rows):
             cut = next((i for i, t in enumerate(row) if t in stops), len(row))

@@ -25,12 +25,20 @@ import emogeom
 from emogeom import artefacts as io
 from emogeom.analysis import analyse
 from emogeom.artefacts import csv_cell
-from emogeom.config import Generation, Statistics, default, make_settings
+from emogeom.config import (
+    Generation,
+    Statistics,
+    default,
+    make_settings,
+    profile_value,
+    run_profile,
+)
 from emogeom.emotions import EMOTIONS
 from emogeom.errors import EmogeomError
 from emogeom.extraction.generation import (
     GenerationRun,
     gen_preset,
+    generation_work,
     resolve_layer,
     run_generation,
 )
@@ -40,6 +48,7 @@ from emogeom.geometry.vectors import vectors_from_means
 from emogeom.models import load_model, resolve_model
 from emogeom.models.devices import resolve_device
 from emogeom.models.precision import precision_device
+from emogeom.models.timing import Estimate, Work, count, estimate, warm_up
 from emogeom.progress import Progress, counter
 from emogeom.stats import mantel, percentile_ci, resample_weights
 from emogeom.stimuli import fixed_halves, load_corpus, load_neutral_sentences
@@ -245,6 +254,34 @@ def generate_texts(lm, protocol: Generation, label: str, progress: Progress | No
                           on_extracted=counter(progress, f"{label}: reading back", n))
 
 
+def corpus_tokens(lm, per_emotion: int | None) -> tuple[int, int]:
+    """(texts, tokens) that set A reads: the shipped stories (first ``per_emotion`` per emotion)
+    and the neutral sentences, as the model's tokenizer splits them."""
+    texts = list(load_corpus(per_emotion=per_emotion).texts) + list(load_neutral_sentences().texts)
+    return len(texts), sum(len(ids) for ids in lm.tokenizer(texts)["input_ids"])
+
+
+def generation_estimate(
+    lm, protocols: Sequence[tuple[str, Generation]], read: tuple[int, int] | None = None,
+    hints: Sequence[str] = (), note: str = "",
+) -> Estimate:
+    """One Estimate for generating every (label, protocol) and reading ``read`` = (texts,
+    tokens) of a corpus, from a warm-up on the first protocol's first batch of prompts."""
+    works, parts = [], []
+    first = None
+    for label, p in protocols:
+        work, prompts = generation_work(lm, p)
+        works.append(work)
+        first = first or prompts
+        parts.append(f"{label} {count(work.generations)} × {work.new_tokens}")
+    n = sum(w.generations for w in works)
+    what = (f"{count(n)} generations ({', '.join(parts)} new tokens) + reading them back")
+    if read is not None:
+        works.append(Work(read_tokens=read[1]))
+        what += f" + reading {count(read[0])} texts"
+    return estimate(what, works, warm_up(lm, first), hints, note)
+
+
 def output_folder(out: str | Path | None, command: str, model: str) -> Path:
     """OUT, or out/<command>/<model-slug>/; an existing file there is an error."""
     folder = Path(out) if out else Path("out") / command / resolve_model(model).slug
@@ -262,17 +299,31 @@ def run_decompose(
     loose_max_new_tokens: int | None = None,
     per_emotion: int | None = None,
     seed: int = 0,
-    n_perm: int = PERMUTATIONS,
-    n_boot: int = BOOTSTRAP,
+    n_perm: int | None = None,
+    n_boot: int | None = None,
     out: str | Path | None = None,
     progress: Progress | None = None,
     quantised: str = "int8",
     device: str | None = "auto",
     max_memory: str | dict | None = None,
+    profile: str | None = None,
 ) -> dict[str, Any]:
     """Build A, B, C, D for ``model``, compare them, and write CSV, figure, texts, manifest;
-    ``progress`` gets the counts of each stage and one-line notes."""
+    ``progress`` gets the counts of each stage and one-line notes (the profile, and an
+    estimate of the time before the long work). Sizes left None come from the run profile
+    (``config.PROFILES``; default quick on a CPU, full on a GPU)."""
     started = time.time()
+    resolved = resolve_device(device)
+    profile, why = run_profile(profile, resolved.split(":")[0])
+    size = {k: profile_value(profile, k, v) for k, v in (
+        ("templates", templates), ("samples", samples), ("max_new_tokens", max_new_tokens),
+        ("loose_samples", loose_samples), ("loose_max_new_tokens", loose_max_new_tokens),
+        ("per_emotion", per_emotion))}
+    templates, samples, max_new_tokens = size["templates"], size["samples"], size["max_new_tokens"]
+    loose_samples, loose_max_new_tokens = size["loose_samples"], size["loose_max_new_tokens"]
+    per_emotion = size["per_emotion"]
+    n_perm = profile_value(profile, "permutations", n_perm, PERMUTATIONS)
+    n_boot = profile_value(profile, "bootstrap", n_boot, BOOTSTRAP)
     ref = gen_preset("gen-reference", n_templates=templates, stories=samples,
                      max_new_tokens=max_new_tokens, seed=seed)
     loose = gen_preset("gen-loose", stories=loose_samples, max_new_tokens=loose_max_new_tokens,
@@ -281,12 +332,19 @@ def run_decompose(
         raise EmogeomError("--per-emotion must be at least 2 (vectors need 2 stories each)")
     if n_perm < 1 or n_boot < 0:
         raise EmogeomError("--permutations must be ≥ 1 and --bootstrap ≥ 0")
-    precision_device(quantised, device, resolve_device(device))  # D can load: check first
+    precision_device(quantised, device, resolved)  # D can load: check first
     folder = output_folder(out, "decompose", model)
     say = progress or (lambda _m: None)
+    say(f"profile: {profile} ({why})")
     lm = load_model(model, "fp32", device=device, max_memory=max_memory)
     info_fp32 = lm.info
     n_layers = info_fp32["n_layers"]
+    est = generation_estimate(
+        lm, [("B", loose), ("C", ref), ("D", ref)], corpus_tokens(lm, per_emotion),
+        ([] if profile == "quick" else ["--profile quick"])
+        + ["--samples", "--templates", "--max-new-tokens"],
+        f"D ({quantised}) counted at the fp32 rate")
+    say(est.line())
     set_a, comp_info = comprehension_set(lm, per_emotion, seed, progress)
     say(f"A: comprehension best layer {set_a.layer} of {n_layers}")
     run_b = generate_texts(lm, loose, "B gen-loose", progress)
@@ -329,8 +387,9 @@ def run_decompose(
     for ext in ("png", "pdf"):
         fig.savefig(folder / f"decomposition.{ext}", dpi=130)
     manifest = {
-        "emogeom": emogeom.__version__, "command": "decompose",
+        "emogeom": emogeom.__version__, "command": "decompose", "profile": profile,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "estimate": {"seconds": round(est.seconds, 1), "line": est.line()},
         "model_fp32": info_fp32, "model_quantised": info_q,
         "A": comp_info,
         "B": {"preset": "gen-loose", "protocol": loose.model_dump(), "layer": layer_b,
@@ -349,5 +408,6 @@ def run_decompose(
     io.write_json(folder / "manifest.json", manifest)
     return {"rows": rows, "bias": bias, "folder": folder, "sets": sets,
             "quantisation": info_q.get("quantisation"), "protocols": {"B": loose, "C": ref},
-            "comprehension": comp_info, "seconds": manifest["seconds"]}
+            "comprehension": comp_info, "seconds": manifest["seconds"], "profile": profile,
+            "estimate": est}
 

@@ -19,7 +19,7 @@ import numpy as np
 
 import emogeom
 from emogeom import artefacts as io
-from emogeom.config import Generation
+from emogeom.config import Generation, profile_value, run_profile
 from emogeom.errors import EmogeomError
 from emogeom.extraction.generation import (
     TEMPLATES,
@@ -36,7 +36,9 @@ from emogeom.method.decompose import (
     bootstrap_replicates,
     compare_sets,
     comprehension_set,
+    corpus_tokens,
     generate_texts,
+    generation_estimate,
     output_folder,
     readable_records,
     write_jsonl,
@@ -110,24 +112,46 @@ def set_from_run(name: str, run: GenerationRun, p: Generation, layer: int) -> Ve
 def run_sensitivity(
     model: str, base_preset: str = "gen-reference", templates: int | None = None,
     samples: int | None = None, max_new_tokens: int | None = None, per_emotion: int | None = None,
-    seed: int = 0, n_perm: int = PERMUTATIONS, n_boot: int = BOOTSTRAP,
+    seed: int = 0, n_perm: int | None = None, n_boot: int | None = None,
     out: str | Path | None = None, progress: Progress | None = None, regenerate: bool = True,
     device: str | None = "auto", max_memory: str | dict | None = None,
+    profile: str | None = None,
 ) -> dict[str, Any]:
     """Generate the base protocol and every one-knob variant; write sensitivity.csv, the texts
-    and a manifest; return the rows sorted as run."""
+    and a manifest; return the rows sorted as run. Sizes left None come from the run profile
+    (``config.PROFILES``; default quick on a CPU, full on a GPU); ``progress`` gets the profile
+    and an estimate of the time before the long work."""
     started = time.time()
-    base = gen_preset(base_preset, n_templates=templates, stories=samples,
-                      max_new_tokens=max_new_tokens, seed=seed)
+    resolved = resolve_device(device)
+    profile, why = run_profile(profile, resolved.split(":")[0])
+    sized = base_preset == "gen-reference"  # the profile sizes gen-reference; others keep theirs
+
+    def size(name: str, given: int | None) -> int | None:
+        return profile_value(profile, name, given) if sized else given
+
+    base = gen_preset(base_preset, n_templates=size("templates", templates),
+                      stories=size("samples", samples),
+                      max_new_tokens=size("max_new_tokens", max_new_tokens), seed=seed)
+    per_emotion = profile_value(profile, "per_emotion", per_emotion)
+    n_perm = profile_value(profile, "permutations", n_perm, PERMUTATIONS)
+    n_boot = profile_value(profile, "bootstrap", n_boot, BOOTSTRAP)
     if n_perm < 1 or n_boot < 0:
         raise EmogeomError("--permutations must be ≥ 1 and --bootstrap ≥ 0")
-    resolve_device(device)
     folder = output_folder(out, "sensitivity", model)
+    say = progress or (lambda _m: None)
+    say(f"profile: {profile} ({why})")
     lm = load_model(model, "fp32", device=device, max_memory=max_memory)
     info = lm.info
     n_layers = info["n_layers"]
     comp_best, comp_info = None, None
     needs_comp = base.layer == "best-comprehension"
+    protocols = [("base", base)] + ([(k, p) for k, _, p in generation_variants(base)]
+                                    if regenerate else [])
+    est = generation_estimate(
+        lm, protocols, corpus_tokens(lm, per_emotion) if needs_comp else None,
+        ([] if profile == "quick" else ["--profile quick"])
+        + ["--samples", "--templates", "--max-new-tokens", "--no-regenerate"])
+    say(est.line())
     if needs_comp:
         set_a, comp_info = comprehension_set(lm, per_emotion, seed, progress)
         comp_best = set_a.layer
@@ -164,8 +188,9 @@ def run_sensitivity(
         safe = name.replace("=", "_").replace(" ", "_").replace(".", "-")
         write_jsonl(folder / "texts" / f"{safe}.jsonl", readable_records(run))
     io.write_json(folder / "manifest.json", {
-        "emogeom": emogeom.__version__, "command": "sensitivity",
+        "emogeom": emogeom.__version__, "command": "sensitivity", "profile": profile,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "estimate": {"seconds": round(est.seconds, 1), "line": est.line()},
         "model": info, "base_preset": base_preset, "base": base.model_dump(),
         "base_layer": base_layer, "comprehension": comp_info,
         "variants": [{"knob": k, "value": v, "regenerated": g} for k, v, g, _ in variants],
@@ -176,5 +201,5 @@ def run_sensitivity(
         "python": platform.python_version(), "numpy": np.__version__,
     })
     return {"rows": rows, "folder": folder, "base": base, "base_layer": base_layer,
-            "seconds": round(time.time() - started, 1)}
+            "seconds": round(time.time() - started, 1), "profile": profile, "estimate": est}
 

@@ -47,11 +47,13 @@ def generate_ids(
     temperature: float = 0.0,
     top_p: float = 0.95,
     stop: Callable[[str], bool] | None = None,
+    min_new_tokens: int = 0,
 ) -> list[list[int]]:
     """New token ids after each prompt (token id lists, left-padded into one batch): greedy
     when ``temperature`` is 0, else nucleus sampling seeded by ``seed`` (torch's global seed,
     set just before, so one seed gives one output). ``stop(new_text)`` ends a row early.
-    Rows are as long as the longest: a row that stopped is padded after its end token."""
+    Rows are as long as the longest: a row that stopped is padded after its end token.
+    ``min_new_tokens`` forbids ending earlier (the timing warm-up uses it)."""
     tok = lm.tokenizer
     pad = pad_token_id(tok, lm.model)
     width = max(len(p) for p in prompts)
@@ -67,6 +69,7 @@ def generate_ids(
             max_new_tokens=max_new_tokens, do_sample=sample,
             temperature=temperature if sample else None, top_p=top_p if sample else None,
             top_k=None, pad_token_id=pad, stopping_criteria=stops,
+            **({"min_new_tokens": min_new_tokens} if min_new_tokens > 0 else {}),
         )
     return out[:, width:].tolist()
 

@@ -25,6 +25,7 @@ from emogeom import artefacts as io
 from emogeom.config import Steering
 from emogeom.errors import EmogeomError
 from emogeom.models import DTYPES, LoadedModel, load_model, resolve_model
+from emogeom.models.timing import Estimate, Work, count, estimate, text_tokens, warm_up
 from emogeom.progress import Progress, counter
 from emogeom.steering.dose import (
     DEFAULT_SCENARIOS,
@@ -93,6 +94,29 @@ def prepare_vectors(
     return sv
 
 
+def steer_estimate(lm: LoadedModel, settings: Steering, scenarios: Sequence[Scenario],
+                   strengths: Sequence[float]) -> Estimate:
+    """How long ``run_steer`` will take: one output per scenario × sample × strength (one at a
+    time), the stories read for the vectors, and each output read twice for scoring
+    (perplexity, emotion projection); timed by a warm-up on the first prompt."""
+    from emogeom.steering.scoring import prompt_ids
+    from emogeom.stimuli import load_corpus, load_neutral_sentences
+
+    prompts = [prompt_ids(lm, sc.prompt, settings.chat_template) for sc in scenarios]
+    mean = round(sum(len(p) for p in prompts) / len(prompts))
+    n_out = len(scenarios) * settings.samples * len(strengths)
+    texts = list(load_neutral_sentences().texts)
+    if not settings.vectors:
+        texts += list(load_corpus(per_emotion=settings.per_emotion).texts)
+    works = [Work(n_out, settings.max_new_tokens, 1, mean,
+                  n_out * (mean + 2 * settings.max_new_tokens)),
+             Work(read_tokens=text_tokens(lm.tokenizer, texts))]
+    return estimate(f"{count(n_out)} generations × {settings.max_new_tokens} new tokens + "
+                    f"scoring them + reading {count(len(texts))} texts", works,
+                    warm_up(lm, prompts[:1]),
+                    ["--strengths (fewer)", "--samples", "--max-new-tokens"])
+
+
 def run_steer(settings: Steering, progress: Progress | None = None, device: str | None = "auto",
               max_memory: str | dict | None = None) -> dict[str, Any]:
     """Load the model (onto ``device``, see ``models.devices``), build vectors, run the dose
@@ -107,6 +131,9 @@ def run_steer(settings: Steering, progress: Progress | None = None, device: str 
     layers = parse_layers(settings.layers, n_layers)
     if settings.vectors:  # check the file before any long work
         load_vectors(settings.vectors, lm, layers)
+    est = steer_estimate(lm, settings, scenarios, strengths)
+    if progress is not None:
+        progress(est.line())
     sv = prepare_vectors(lm, layers, settings.vectors, settings.per_emotion, progress)
     n_out = len(scenarios) * settings.samples * len(strengths)
     records = dose_response(lm, sv, scenarios, strengths, settings.max_new_tokens,
@@ -134,6 +161,7 @@ def run_steer(settings: Steering, progress: Progress | None = None, device: str 
                            "mean per-token L2 norm of the block output, first token skipped"},
         "scale": "added vector = strength × residual norm × unit emotion vector, every position",
         "seconds": round(time.time() - started, 1),
+        "estimate": {"seconds": round(est.seconds, 1), "line": est.line()},
         "python": platform.python_version(),
         "numpy": np.__version__,
     }

@@ -13,7 +13,9 @@ from emogeom import artefacts
 from emogeom.emotions import EMOTIONS, NEUTRAL
 from emogeom.errors import EmogeomError
 from emogeom.models import load_model
-from emogeom.models.generate import generate
+from emogeom.models.generate import encode, generate, prompt_text
+from emogeom.models.timing import Work, count, estimate, warm_up
+from emogeom.progress import Progress, counter
 from emogeom.stimuli.check import leaks, load_synonyms
 
 TOPICS = ("work", "family", "health", "school", "money", "travel", "nature", "friendship",
@@ -56,11 +58,14 @@ def write_corpus(
     on_story: Callable[[int], None] | None = None,
     device: str | None = "auto",
     max_memory: str | dict | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Generate ``per_emotion`` stories for each emotion (topics in turn) and save JSON Lines.
 
     A story that uses a forbidden word is redrawn with the next seed up to ``retries`` times,
-    then dropped and counted. Returns counts of kept and dropped stories.
+    then dropped and counted. Returns counts of kept and dropped stories. ``progress`` gets
+    one line before the work (an estimate of its time from a short warm-up) and, unless
+    ``on_story`` is given, the count of stories written.
     """
     unknown = [e for e in emotions if e not in EMOTIONS]
     if unknown:
@@ -72,6 +77,17 @@ def write_corpus(
         raise EmogeomError(f"{out} exists; choose a new --out file (nothing is overwritten)")
     synonyms = load_synonyms()
     lm = load_model(model, dtype, device=device, max_memory=max_memory)
+    if progress is not None:
+        first = emotions[0]
+        text, templated = prompt_text(lm.tokenizer, story_prompt(
+            first, TOPICS[0], sorted({first, *synonyms.get(first, [])})))
+        ids = encode(lm.tokenizer, text, templated)
+        n = len(emotions) * per_emotion
+        progress(estimate(f"{count(n)} stories × {max_new_tokens} new tokens (more if some are "
+                         "redrawn)", [Work(n, max_new_tokens, 1, len(ids))],
+                         warm_up(lm, [ids]), ["--per-emotion", "--emotions",
+                                              "--max-new-tokens"]).line())
+        on_story = on_story or counter(progress, "writing stories", n)
     rows, dropped = [], {}
     for e in emotions:
         forbidden = sorted({e, *synonyms.get(e, [])}) if e != NEUTRAL else []

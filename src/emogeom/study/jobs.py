@@ -212,6 +212,35 @@ def shared_passes(task: ModelTask, inputs: dict[str, Inputs]) -> list[tuple[Inpu
     return passes
 
 
+def task_estimate(lm: LoadedModel, task: ModelTask, inputs: dict[str, Inputs]) -> str:
+    """The estimate line of one model task (its texts read once per shared pass, plus steering
+    and behaviour replies when asked), timed by a warm-up on a batch of its first texts."""
+    from emogeom.behavior.profile import n_steps
+    from emogeom.config import Behaviour
+    from emogeom.models.timing import Work, count, estimate, text_tokens, warm_up
+    from emogeom.steering.dose import DEFAULT_SCENARIOS, DEFAULT_STRENGTHS
+
+    passes = shared_passes(task, inputs)
+    texts = [t for union, _ in passes for t in (*union.corpus.texts, *union.neutral.texts)]
+    works = [Work(read_tokens=text_tokens(lm.tokenizer, texts))]
+    what = f"{task.name}: reading {count(len(texts))} texts"
+    extra = []
+    for job in task.jobs:
+        if job.settings.steering:
+            n = len(DEFAULT_SCENARIOS) * len(DEFAULT_STRENGTHS)
+            works.append(Work(n, job.settings.steering_tokens, 1, 40, n * 80))
+            extra.append(f"{n} steered outputs × {job.settings.steering_tokens} tokens")
+        if job.settings.behaviour:
+            n = n_steps(Behaviour())
+            works.append(Work(n, job.settings.behaviour_tokens, 1, 200))
+            extra.append(f"{n} behaviour replies × {job.settings.behaviour_tokens} tokens")
+    if extra:
+        what += " + " + " + ".join(extra)
+    sample = lm.tokenizer(list(texts[:8]))["input_ids"]
+    return estimate(what, works, warm_up(lm, sample, 2),
+                    ["--per-emotion", "fewer models or precisions"]).line()
+
+
 def compute_job(task: ModelTask, inputs: dict[str, Inputs],
                 references: dict[str, dict[str, np.ndarray]],
                 progress: Progress | None = None) -> dict[str, dict[str, Any]]:
@@ -222,6 +251,8 @@ def compute_job(task: ModelTask, inputs: dict[str, Inputs],
 
     started = time.time()
     lm = load_for_job(task.jobs[0], task.device, task.max_memory, progress)
+    if progress is not None:
+        progress(task_estimate(lm, task, inputs))
     payloads = {}
     for union, jobs in shared_passes(task, inputs):
         poolings = tuple(dict.fromkeys(j.settings.extraction.pooling for j in jobs))
