@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from emogeom.errors import EmogeomError
 from emogeom.extraction.batching import pad_batch
 from emogeom.extraction.pooled import decoder_layers
+from emogeom.geometry.layers import default_layer, parse_layers
 from emogeom.models import load_model
 from emogeom.steering import regime
 from emogeom.steering.dose import Scenario, dose_response, parse_strengths, readout_layer
@@ -31,9 +32,7 @@ from emogeom.steering.vectors import (
     SteeringVectors,
     check_emotions,
     compute_vectors,
-    default_layer,
     load_vectors,
-    parse_layers,
     residual_norms,
 )
 

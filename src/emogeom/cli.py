@@ -8,13 +8,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from emogeom.commands import device_option, fail, max_memory_option
+from emogeom.commands import device_option, fail, max_memory_option, print_error
 from emogeom.errors import EmogeomError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Emotion geometry of language models.")
 console = Console(stderr=False)
-err = Console(stderr=True)
 
 
 @app.callback()
@@ -85,15 +84,14 @@ def corpus_check(
                           soft_wrap=True, highlight=False)
         elif lengths["n_over"]:
             n = lengths["n_over"]
-            err.print(f"[bold red]error:[/] {n} {'story is' if n == 1 else 'stories are'} "
-                      f"longer than {model} reads ({limit[0]} tokens); shorten "
-                      f"{'it' if n == 1 else 'them'} or run with --truncate",
-                      highlight=False, soft_wrap=True)
+            print_error(f"{n} {'story is' if n == 1 else 'stories are'} longer than {model} "
+                        f"reads ({limit[0]} tokens); shorten {'it' if n == 1 else 'them'} or "
+                        "run with --truncate")
         else:
             console.print(f"every story fits {model}'s context of {limit[0]} tokens",
                           soft_wrap=True, highlight=False)
     for e in rep.errors:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        print_error(e)
     if not rep.ok or (lengths is not None and lengths["n_over"]):
         raise typer.Exit(1)
 

@@ -24,7 +24,12 @@ def max_memory_option():
     return typer.Option(None, "--max-memory", help=MAX_MEMORY_HELP)
 
 
+def print_error(line: str) -> None:
+    """``error: <line>`` as one line on stderr (escaped, never wrapped)."""
+    _err.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True, highlight=False)
+
+
 def fail(exc: Exception) -> None:
-    """Print ``error: <message>`` as one line on stderr (message escaped) and exit 2."""
-    _err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+    """Print ``error: <message>`` as one line on stderr and exit 2."""
+    print_error(str(exc))
     raise typer.Exit(2)

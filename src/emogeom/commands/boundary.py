@@ -63,6 +63,8 @@ def error_line(exc: BaseException) -> tuple[str, int]:
 
 def guarded(app: Callable[[], object], argv: list[str] | None = None) -> None:
     """Run the typer ``app``; turn what escapes it into one ``error:`` line on stderr."""
+    from emogeom.commands import print_error
+
     argv = sys.argv if argv is None else argv
     if debug_requested(argv):
         app()
@@ -70,17 +72,9 @@ def guarded(app: Callable[[], object], argv: list[str] | None = None) -> None:
     try:
         app()
     except KeyboardInterrupt:
-        _print(f"interrupted; {KEPT}")
+        print_error(f"interrupted; {KEPT}")
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the one place every error is turned into a line
         line, code = error_line(exc)
-        _print(line)
+        print_error(line)
         sys.exit(code)
-
-
-def _print(line: str) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-
-    Console(stderr=True).print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True,
-                               highlight=False)

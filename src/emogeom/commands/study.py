@@ -9,11 +9,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from emogeom.commands import device_option, fail, max_memory_option
+from emogeom.commands import device_option, fail, max_memory_option, print_error
 from emogeom.errors import EmogeomError
 
 console = Console()
-err = Console(stderr=True)
 
 
 def _load(file: Path):
@@ -46,13 +45,11 @@ def run_and_print(spec, executor: str | None = None, address: str | None = None,
     console.print(f"jobs: {res['n_jobs']} in the study, {res['skipped']} already done, "
                   f"{len(res['computed'])} computed, {len(res['failed'])} failed")
     if res["failed"]:
-        from rich.markup import escape
-
-        first = escape(res["errors"][0]) if res.get("errors") else "see `emogeom study status`"
+        first = res["errors"][0] if res.get("errors") else "see `emogeom study status`"
         more = f" (and {len(res['errors']) - 1} more)" if len(res.get("errors", [])) > 1 else ""
-        err.print(f"[bold red]error:[/] {len(res['failed'])} job(s) failed: {first}{more}; "
-                  f"{spec.out_dir}'s report and tables were left as they were, finished jobs "
-                  "are kept; run again to retry.", highlight=False, soft_wrap=True)
+        print_error(f"{len(res['failed'])} job(s) failed: {first}{more}; {spec.out_dir}'s "
+                    "report and tables were left as they were, finished jobs are kept; run "
+                    "again to retry.")
         raise typer.Exit(1)
     table = Table(title=f"{label} {spec.name}: emotion geometry per job")
     table.add_column("model", overflow="fold")

@@ -14,35 +14,27 @@ from typing import Any
 import numpy as np
 
 from emogeom.errors import EmogeomError
+from emogeom.geometry.layers import parse_layers
+
+
+def checked_layers(geometry: Any, layers: int | Sequence[int]) -> list[int]:
+    """Layer numbers as a list in the order given, each checked against the geometry."""
+    picked = [int(layers)] if isinstance(layers, (int, np.integer)) else [int(x) for x in layers]
+    bad = [x for x in picked if not 0 <= x < geometry.n_layers]
+    if bad or not picked:
+        raise EmogeomError(f"layer(s) {bad or picked} out of range: this geometry has layers "
+                           f"0..{geometry.n_layers - 1}")
+    return picked
 
 
 def chosen_layers(geometry: Any, layers: int | Sequence[int] | str | None) -> list[int]:
-    """Layers as a sorted list: None → the geometry's best layer; 'a-b', 'a,b', 'all' or ints;
-    each checked against the geometry's layer count."""
-    n = geometry.n_layers
+    """Layers as a sorted list: None → the geometry's best layer; a spec '12', 'a-b', 'a,b'
+    or 'all' as ``emogeom steer`` reads it; ints as they are, each checked."""
     if layers is None:
-        picked = [geometry.best_layer]
-    elif isinstance(layers, str):
-        text = layers.strip()
-        if text == "all":
-            picked = list(range(n))
-        else:
-            picked = []
-            try:
-                for part in text.split(","):
-                    a, _, b = part.partition("-")
-                    picked += list(range(int(a), int(b) + 1)) if b else [int(a)]
-            except ValueError:
-                raise EmogeomError(f"--layers '{layers}': give a layer, a range 'a-b', a list "
-                                   "'a,b,c' or 'all'") from None
-    else:
-        picked = [int(layers)] if isinstance(layers, (int, np.integer)) else \
-            [int(x) for x in layers]
-    bad = [x for x in picked if not 0 <= x < n]
-    if bad or not picked:
-        raise EmogeomError(f"layer(s) {bad or picked} out of range: this geometry has layers "
-                           f"0..{n - 1}")
-    return sorted(set(picked))
+        return [geometry.best_layer]
+    if isinstance(layers, str):
+        return parse_layers(layers, geometry.n_layers)
+    return sorted(set(checked_layers(geometry, layers)))
 
 
 def steering_directions(geometry: Any, emotion: str, layers: int | Sequence[int] | str | None

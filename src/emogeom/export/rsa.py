@@ -15,6 +15,7 @@ import numpy as np
 
 from emogeom import geometry as geo
 from emogeom.errors import EmogeomError
+from emogeom.export.directions import checked_layers
 
 MEASURE = "cosine"
 
@@ -33,12 +34,7 @@ def _layers(geometry: Any, layers: int | Sequence[int] | None) -> list[int]:
     """Layers to export: all by default; each checked against the geometry."""
     if layers is None:
         return list(range(geometry.n_layers))
-    picked = [int(layers)] if isinstance(layers, (int, np.integer)) else [int(x) for x in layers]
-    bad = [x for x in picked if not 0 <= x < geometry.n_layers]
-    if bad or not picked:
-        raise EmogeomError(f"layer(s) {bad or picked} out of range: this geometry has layers "
-                           f"0..{geometry.n_layers - 1}")
-    return picked
+    return checked_layers(geometry, layers)
 
 
 def to_rsatoolbox(geometry: Any, layers: int | Sequence[int] | None = None) -> Any:

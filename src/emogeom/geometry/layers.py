@@ -2,14 +2,48 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
 from scipy.stats import rankdata
 
+from emogeom.errors import EmogeomError
 from emogeom.geometry.anisotropy import mean_pairwise_cosine
 from emogeom.geometry.rdm import cosine_rdm, upper
 from emogeom.geometry.vectors import emotion_vectors
+
+DEFAULT_LAYER_FRACTION = 0.6
+
+
+def default_layer(n_layers: int) -> int:
+    """A middle-to-late layer: round(0.6 · n_layers), kept inside the model."""
+    return min(n_layers - 1, max(0, round(DEFAULT_LAYER_FRACTION * n_layers)))
+
+
+def parse_layers(spec: str | int | None, n_layers: int) -> list[int]:
+    """Layers from '12', '10-14' (inclusive), '3,7,9', 'all' or None (the default layer)."""
+    if spec is None:
+        return [default_layer(n_layers)]
+    text = str(spec).strip().lower()
+    hint = f"use a layer in 0..{n_layers - 1}, a range like 10-14, or 'all'"
+    if text == "all":
+        return list(range(n_layers))
+    chosen: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        match = re.fullmatch(r"(-?\d+)(?:\s*-\s*(-?\d+))?", part)
+        if match is None:
+            raise EmogeomError(f"cannot read layers '{spec}': {hint}")
+        lo = int(match.group(1))
+        hi = int(match.group(2)) if match.group(2) is not None else lo
+        if lo > hi:
+            raise EmogeomError(f"layer range '{part}' is reversed: {hint}")
+        chosen.extend(range(lo, hi + 1))
+    bad = [x for x in chosen if not 0 <= x < n_layers]
+    if bad:
+        raise EmogeomError(f"layer(s) {bad} out of range for a model with {n_layers} layers: "
+                           f"{hint}")
+    return sorted(set(chosen))
 
 
 def rowwise_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:

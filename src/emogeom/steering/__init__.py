@@ -1,5 +1,6 @@
 """Residual-stream steering with emotion vectors: hooks, dose-response, metrics, regimes."""
 
+from emogeom.geometry.layers import parse_layers
 from emogeom.steering.dose import DEFAULT_SCENARIOS, Scenario, dose_response, parse_strengths
 from emogeom.steering.hooks import steer
 from emogeom.steering.regime import perplexity_regime, reference_regime, regimes, summarise
@@ -8,7 +9,6 @@ from emogeom.steering.vectors import (
     SteeringVectors,
     compute_vectors,
     load_vectors,
-    parse_layers,
     residual_norms,
 )
 

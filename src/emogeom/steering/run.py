@@ -24,6 +24,7 @@ import emogeom
 from emogeom import artefacts as io
 from emogeom.config import Steering
 from emogeom.errors import EmogeomError
+from emogeom.geometry.layers import parse_layers
 from emogeom.models import DTYPES, LoadedModel, load_model, resolve_model
 from emogeom.models.timing import Estimate, Work, count, estimate, text_tokens, warm_up
 from emogeom.progress import Progress, counter
@@ -41,7 +42,6 @@ from emogeom.steering.vectors import (
     check_emotions,
     compute_vectors,
     load_vectors,
-    parse_layers,
     residual_norms,
 )
 
