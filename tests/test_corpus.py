@@ -184,9 +184,10 @@ _BAD_INPUTS = [  # (file name, content, line, message pattern)
     ("text.jsonl", _jsonl('{"emotion": "sad", "id": "x", "text": {"a": 1}}'), 43,
      r"field 'text' must be a string \(got an object\)"),
     ("header.csv", b"label,key,story\nsad,a,A story.\n", 1,
-     r"CSV header has label, key, story; it needs emotion, id, text "
-     r"\(optional: topic, person\)"),
-    ("empty.csv", b"", 1, r"CSV file has no header; .*emotion, id, text .*"),
+     r"CSV header has label, key, story; it needs emotion, text "
+     r"\(optional: id, style, topic, person\); or map your columns with --columns, e\.g\. "
+     r"--columns text=passage,emotion=label"),
+    ("empty.csv", b"", 1, r"CSV file holds no rows; .*emotion, text .*"),
     ("headonly.csv", b"emotion,id,text\n", 2, r"CSV file has a header but no rows; add .*"),
 ]
 
@@ -248,3 +249,82 @@ def test_bad_neutral_and_synonym_files(tmp_path):
     synonyms.write_text('{"sad": "unhappy"}')
     with pytest.raises(EmogeomError, match=r"syn\.json: entry 'sad' must be a list of words"):
         load_synonyms(synonyms)
+
+
+# ---- corpora as researchers have them ------------------------------------------------------
+
+def _reference_study_csv(path, per_emotion=3):
+    """A file of the reference study's published comprehension-text shape: '#' comment lines,
+    columns emotion, passage_id, text; ids 1..3 repeating in every emotion."""
+    lines = ["# Comprehension-mode passages, one row per passage",
+             "# columns: emotion, passage_id, text",
+             "emotion,passage_id,text"]
+    for k, e in enumerate(EMOTIONS):
+        if k == 10:
+            lines.append("# second block")
+        for i in range(1, per_emotion + 1):
+            lines.append(f'{e},{i},"Passage {i} of {k}, with a comma, and ""quotes""."')
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_reference_study_file_shape_loads(tmp_path):
+    corpus = load_corpus(_reference_study_csv(tmp_path / "comprehension_texts.csv"))
+    assert corpus.emotions == tuple(EMOTIONS)
+    assert set(corpus.counts().values()) == {3}
+    ids = [s.id for s in corpus.stimuli]
+    assert len(set(ids)) == len(ids) and ids[:3] == ["happy-1", "happy-2", "happy-3"]
+    assert corpus.stimuli[0].text == 'Passage 1 of 0, with a comma, and "quotes".'
+    assert corpus.styles == ()
+
+
+def test_headerless_tables_tsv_and_extra_columns(tmp_path):
+    rows = [(e, f"A text {k} for {e}.") for e in EMOTIONS[:4] for k in range(2)]
+    plain = tmp_path / "plain.csv"
+    plain.write_text("# no header here\n" + "".join(f'{e},"{t}"\n' for e, t in rows))
+    corpus = load_corpus(plain)
+    assert [s.id for s in corpus.stimuli][:2] == ["happy-1", "happy-2"]
+    assert corpus.stimuli[1].text == rows[1][1]
+    tsv = tmp_path / "t.tsv"
+    tsv.write_text("label\tkey\tpassage\tsource\n"
+                   + "".join(f"{e}\t{i}\t{t}\tbook{i}\n" for i, (e, t) in enumerate(rows)))
+    mapped = load_corpus(tsv, columns="emotion=label,id=key,text=passage")
+    assert [s.text for s in mapped.stimuli] == [t for _, t in rows]
+    assert mapped.stimuli[2].meta == {"source": "book2"} and mapped.stimuli[2].id == "2"
+    by_position = tmp_path / "p.csv"
+    by_position.write_text("".join(f'x{i},"{t}",{e}\n' for i, (e, t) in enumerate(rows)))
+    assert load_corpus(by_position, columns="text=2,emotion=3").texts == [t for _, t in rows]
+    assert load_corpus(by_position).texts == [t for _, t in rows]  # found by its labels
+    wide = tmp_path / "w.csv"
+    wide.write_text("".join(f'x{i},"{t}",{e},y\n' for i, (e, t) in enumerate(rows)))
+    with pytest.raises(EmogeomError, match="no header and 4 columns; add a header"):
+        load_corpus(wide)
+
+
+def test_jsonl_comments_mapping_and_hash(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text("# a comment\n" + "\n".join(
+        json.dumps({"label": e, "passage": f"Text {i} of {e}.", "rating": i})
+        for e in EMOTIONS[:3] for i in range(2)) + "\n")
+    with pytest.raises(EmogeomError, match="field 'emotion' is missing"):
+        load_corpus(path)
+    corpus = load_corpus(path, columns="text=passage,emotion=label")
+    assert corpus.counts() == {e: 2 for e in EMOTIONS[:3]}
+    assert corpus.stimuli[1].meta == {"rating": 1}
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text("\n".join(json.dumps({"emotion": e, "text": f"Text {i} of {e}."})
+                               for e in EMOTIONS[:3] for i in range(2)) + "\n")
+    assert load_corpus(plain).texts == corpus.texts
+    assert load_corpus(plain).sha256 != corpus.sha256  # the mapping is part of the hash
+    with pytest.raises(EmogeomError, match="column mapping 'txt=passage'"):
+        load_corpus(path, columns="txt=passage")
+
+
+def test_ids_unique_within_an_emotion(tmp_path):
+    lines = [json.dumps({"emotion": e, "id": i, "text": f"{e} {i}."})
+             for e in EMOTIONS[:3] for i in range(2)]
+    assert [s.id for s in load_corpus(_write(tmp_path, lines)).stimuli][:2] == \
+        ["happy-0", "happy-1"]
+    dup = lines + [json.dumps({"emotion": "sad", "id": 1, "text": "again."})]
+    with pytest.raises(EmogeomError, match="duplicate id '1' within sad"):
+        load_corpus(_write(tmp_path, dup))

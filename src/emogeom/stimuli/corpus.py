@@ -1,21 +1,20 @@
-"""Corpus schema (JSON Lines `{emotion, id, text}`, optional `topic`, `person`) and loading.
+"""Corpus schema (`{emotion, text}`, optional `id`, `style`, `topic`, `person`, any other
+columns kept as metadata) and loading from JSON Lines, CSV or TSV.
 
-A corpus holds the emotion stories; the neutral factual sentences (for anisotropy and denoising)
+A corpus holds the emotion texts; the neutral factual sentences (for anisotropy and denoising)
 live in a separate file with ``{id, text}`` lines.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
 
 from emogeom.emotions import EMOTIONS
 from emogeom.errors import EmogeomError
+from emogeom.stimuli.tables import parse_columns, read_table
 
 MIN_PER_EMOTION = 2
 MIN_EMOTIONS = 3
@@ -23,13 +22,16 @@ MIN_EMOTIONS = 3
 
 @dataclass(frozen=True)
 class Stimulus:
-    """One text with its emotion label; ``topic`` and ``person`` are optional metadata."""
+    """One text with its emotion label; ``style``, ``topic``, ``person`` and ``meta`` (the
+    file's other columns) are optional metadata."""
 
     emotion: str
     id: str
     text: str
     topic: str | None = None
     person: str | None = None
+    style: str | None = None
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,11 @@ class Corpus:
     def counts(self) -> dict[str, int]:
         return {e: sum(s.emotion == e for s in self.stimuli) for e in self.emotions}
 
+    @property
+    def styles(self) -> tuple[str, ...]:
+        """The styles of writing the corpus labels, in first-seen order (empty: none)."""
+        return tuple(dict.fromkeys(s.style for s in self.stimuli if s.style))
+
 
 def default_corpus_path() -> Path:
     """The shipped story corpus (package data)."""
@@ -64,7 +71,7 @@ def default_neutral_path() -> Path:
     return Path(str(files("emogeom.stimuli").joinpath("data/neutral_sentences.jsonl")))
 
 
-CORPUS_FIELDS = (("emotion", "id", "text"), ("topic", "person"))
+CORPUS_FIELDS = (("emotion", "text"), ("id", "style", "topic", "person"))
 NEUTRAL_FIELDS = (("text",), ("id", "topic"))
 _TYPE_NAMES = {bool: "a boolean (true/false)", int: "an integer", float: "a decimal number",
                list: "a list", dict: "an object"}
@@ -96,59 +103,12 @@ def decode_utf8(path: Path, raw: bytes) -> str:
                            f"offset {exc.start}); save the file as UTF-8") from None
 
 
-def _read_rows(path: Path, fields=CORPUS_FIELDS,
-               what: str = "corpus file") -> tuple[list[tuple[int, dict]], bytes]:
-    """(line number, row) pairs from a JSON Lines or CSV file, and the file's bytes."""
-    raw = read_bytes(path, what)
-    text = decode_utf8(path, raw)
-    if path.suffix.lower() == ".csv":
-        return _read_csv(path, text, fields), raw
-    return _read_jsonl(path, text), raw
-
-
-def _read_csv(path: Path, text: str, fields) -> list[tuple[int, dict]]:
-    """Rows of a CSV file whose header names at least the needed columns."""
-    reader = csv.DictReader(io.StringIO(text))
-    try:
-        reader.fieldnames = _check_header(path, reader.fieldnames, fields)
-        rows = [(reader.line_num, dict(row)) for row in reader]
-    except csv.Error as exc:
-        raise EmogeomError(f"{path}:{reader.line_num}: not valid CSV ({exc}); fix that line"
-                           ) from None
-    if not rows:
-        raise EmogeomError(f"{path}:2: CSV file has a header but no rows; add one row per "
-                           "text under the header")
-    return rows
-
-
-def _check_header(path: Path, header: list[str] | None, fields) -> list[str]:
-    """The CSV header's column names, stripped; no header or a needed column missing is refused."""
-    needed, optional = fields
-    wants = f"{', '.join(needed)} (optional: {', '.join(optional)})"
-    header = [h.strip() for h in header or []]
-    if not any(header):
-        raise EmogeomError(f"{path}:1: CSV file has no header; its first line must name the "
-                           f"columns {wants}")
-    if not set(needed) <= set(header):
-        raise EmogeomError(f"{path}:1: CSV header has {', '.join(header)}; it needs {wants}")
-    return header
-
-
-def _read_jsonl(path: Path, text: str) -> list[tuple[int, dict]]:
-    """(line number, object) pairs of a JSON Lines text, blank lines skipped."""
-    rows = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except (ValueError, RecursionError) as exc:  # bad JSON, a huge number, deep nesting
-            msg = getattr(exc, "msg", "a number or nesting too large")
-            raise EmogeomError(f"{path}:{n}: not valid JSON ({msg}); fix that line") from None
-        if not isinstance(row, dict):
-            raise EmogeomError(f"{path}:{n}: each line must be a JSON object")
-        rows.append((n, row))
-    return rows
+def _read_rows(path: Path, fields=CORPUS_FIELDS, what: str = "corpus file",
+               columns: dict[str, str] | None = None, labels: tuple[str, ...] = ()
+               ) -> tuple[list[tuple[int, dict]], bytes]:
+    """(line number, row) pairs from a JSON Lines, CSV or TSV file, and the file's bytes."""
+    raw = read_bytes(path, what, ".jsonl, .csv or .tsv")
+    return read_table(path, decode_utf8(path, raw), fields, columns, labels), raw
 
 
 def _type_name(value) -> str:
@@ -173,40 +133,45 @@ def load_corpus(
     path: str | Path | None = None,
     emotions: tuple[str, ...] = EMOTIONS,
     per_emotion: int | None = None,
+    columns: str | dict[str, str] | None = None,
 ) -> Corpus:
-    """Load and validate a story corpus (.jsonl or .csv); ``per_emotion`` keeps the first N
-    stories of each emotion. The corpus's emotions are those it holds (a subset of
-    ``emotions`` is allowed), in canonical order.
+    """Load and validate a corpus (.jsonl, .csv or .tsv; ``#`` lines are comments; a table
+    may have a header or not); ``per_emotion`` keeps the first N texts of each emotion, taken
+    in turn from each style when the corpus has styles; ``columns`` maps emogeom's fields to
+    the file's column names (``'text=passage,emotion=label'``, or positions without a
+    header). The corpus's emotions are those it holds (a subset of ``emotions`` is allowed),
+    in canonical order. Ids need only be unique within an emotion (when they repeat across
+    emotions every id becomes ``emotion-id``); a file without ids gets ``emotion-n``.
 
-    Errors (one line each): missing file, bad JSON, missing/empty fields, unknown emotion label,
-    duplicate id, empty corpus, fewer than 3 emotions, an emotion with fewer than 2 stories.
+    Errors (one line each): missing file, bad JSON or table, missing/empty fields, unknown
+    emotion label, duplicate id, empty corpus, fewer than 3 emotions, an emotion with fewer
+    than 2 texts.
     """
     path = Path(path) if path is not None else default_corpus_path()
-    rows, raw = _read_rows(path)
+    mapping = parse_columns(columns, (*CORPUS_FIELDS[0], *CORPUS_FIELDS[1]))
+    rows, raw = _read_rows(path, CORPUS_FIELDS, "corpus file", mapping, tuple(emotions))
     if not rows:
         raise EmogeomError(f"corpus {path} is empty: it needs lines of {{emotion, id, text}}")
     known = set(emotions)
-    seen: set[str] = set()
+    seen: dict[str, set[str]] = {}
     stimuli: list[Stimulus] = []
     for n, row in rows:
-        s = _stimulus(path, n, row)
+        s = _stimulus(path, n, row, 1 + sum(x.emotion == row.get("emotion") for x in stimuli))
         if s.emotion not in known:
             raise EmogeomError(
                 f"{path}:{n}: unknown emotion label '{s.emotion}' "
                 f"(use one of: {', '.join(emotions)})"
             )
-        if s.id in seen:
-            raise EmogeomError(f"{path}:{n}: duplicate id '{s.id}'; ids must be unique")
-        seen.add(s.id)
+        mine = seen.setdefault(s.emotion, set())
+        if s.id in mine:
+            raise EmogeomError(f"{path}:{n}: duplicate id '{s.id}' within {s.emotion}; ids "
+                               "must be unique within an emotion")
+        mine.add(s.id)
         stimuli.append(s)
+    if sum(map(len, seen.values())) > len(set().union(*seen.values())):
+        stimuli = [replace(s, id=f"{s.emotion}-{s.id}") for s in stimuli]
     if per_emotion is not None:
-        kept: dict[str, int] = {}
-        out = []
-        for s in stimuli:
-            if kept.get(s.emotion, 0) < per_emotion:
-                out.append(s)
-                kept[s.emotion] = kept.get(s.emotion, 0) + 1
-        stimuli = out
+        stimuli = _first_per_emotion(stimuli, per_emotion)
     present = tuple(e for e in emotions if any(s.emotion == e for s in stimuli))
     if len(present) < MIN_EMOTIONS:
         raise EmogeomError(f"corpus {path} holds {len(present)} emotion(s); an RDM needs at "
@@ -219,16 +184,41 @@ def load_corpus(
             f"{', '.join(short)}; add stories for them"
         )
     digest = hashlib.sha256(raw).hexdigest()
+    if mapping:
+        key = ",".join(f"{k}={v}" for k, v in sorted(mapping.items()))
+        digest = hashlib.sha256(f"{digest}:columns={key}".encode()).hexdigest()
     if per_emotion is not None:
         digest = hashlib.sha256(f"{digest}:first{per_emotion}".encode()).hexdigest()
     return Corpus(tuple(stimuli), present, digest, str(path))
 
 
-def _stimulus(path: Path, n: int, row: dict) -> Stimulus:
-    """One corpus row as a Stimulus, each field's presence and type checked."""
-    emotion, sid, text = (_field(path, n, row, key) for key in CORPUS_FIELDS[0])
-    topic, person = (_field(path, n, row, key, needed=False) for key in CORPUS_FIELDS[1])
-    return Stimulus(emotion, sid, text.strip(), topic, person)
+def _first_per_emotion(stimuli: list[Stimulus], n: int) -> list[Stimulus]:
+    """The first ``n`` texts of each emotion in file order; with styles, taken round-robin
+    over the styles (first of each style, then second of each, ...) so a subset keeps the
+    style mix."""
+    by_cell: dict[tuple[str, str], list[int]] = {}
+    for i, s in enumerate(stimuli):
+        by_cell.setdefault((s.emotion, s.style or ""), []).append(i)
+    keep: set[int] = set()
+    for emotion in dict.fromkeys(s.emotion for s in stimuli):
+        cells = [idx for (e, _), idx in by_cell.items() if e == emotion]
+        order = [i for k in range(max(map(len, cells))) for idx in cells if k < len(idx)
+                 for i in [idx[k]]]
+        keep.update(order[:n])
+    return [s for i, s in enumerate(stimuli) if i in keep]
+
+
+def _stimulus(path: Path, n: int, row: dict, nth: int) -> Stimulus:
+    """One corpus row as a Stimulus, each field's presence and type checked; a missing id
+    becomes ``emotion-nth``; other columns are kept in ``meta``."""
+    emotion, text = (_field(path, n, row, key) for key in CORPUS_FIELDS[0])
+    sid, style, topic, person = (_field(path, n, row, key, needed=False)
+                                 for key in CORPUS_FIELDS[1])
+    emotion = emotion.strip().lower()
+    sid = sid.strip() if sid and sid.strip() else f"{emotion}-{nth}"
+    meta = {k: v for k, v in row.items() if k not in (*CORPUS_FIELDS[0], *CORPUS_FIELDS[1])}
+    return Stimulus(emotion, sid, text.strip(), topic or None, person or None,
+                    style.strip() if style and style.strip() else None, meta)
 
 
 def load_neutral_sentences(path: str | Path | None = None, n: int | None = None) -> Corpus:
