@@ -35,12 +35,14 @@ def load_model(spec: str, dtype: str = "fp32", device: str = "auto", revision: s
                  device=device, max_memory=max_memory)
 
 
-def load_corpus(path: str | Path | None = None, per_emotion: int | None = None):
-    """A story corpus (``.jsonl`` or ``.csv``; default the shipped one), optionally the first
-    ``per_emotion`` stories of each emotion."""
+def load_corpus(path: str | Path | None = None, per_emotion: int | None = None,
+                columns: str | dict[str, str] | None = None):
+    """A corpus (``.jsonl``, ``.csv`` or ``.tsv``; default the shipped one), optionally
+    ``per_emotion`` texts of each emotion; ``columns`` maps emogeom's field names to the
+    file's (``"text=passage,emotion=label"``)."""
     from emogeom.stimuli import load_corpus as _load
 
-    return _load(path, per_emotion=per_emotion)
+    return _load(path, per_emotion=per_emotion, columns=columns)
 
 
 def settings(preset: str = "default", **overrides: Any) -> Settings:

@@ -29,7 +29,10 @@ app.add_typer(corpus_app, name="corpus")
 
 @corpus_app.command("check")
 def corpus_check(
-    file: Path | None = typer.Argument(None, help="Corpus (.jsonl or .csv); default: shipped."),
+    file: Path | None = typer.Argument(None, help="Corpus (.jsonl, .csv or .tsv); default: "
+                                                  "shipped."),
+    columns: str | None = typer.Option(
+        None, help="The file's column names, e.g. text=passage,emotion=label."),
     synonyms: Path | None = typer.Option(None, help="JSON {emotion: [words]} to check "
                                                     "leakage against; default: shipped list."),
     model: str | None = typer.Option(
@@ -46,7 +49,7 @@ def corpus_check(
     from emogeom.stimuli.check import LENGTH_RATIO_MAX, check_corpus, load_synonyms
 
     try:
-        corpus = load_corpus(file)
+        corpus = load_corpus(file, columns=columns)
         rep = check_corpus(corpus, load_synonyms(synonyms) if synonyms else None)
         lengths = (model_story_lengths(model, corpus, chat_template, trust_remote_code)
                    if model else None)
@@ -60,7 +63,16 @@ def corpus_check(
         table.add_row(r.emotion, str(r.count), f"{r.mean_tokens:.1f}", str(r.topics),
                       str(len(r.leaks)))
     console.print(table)
-    console.print(f"{sum(r.count for r in rep.rows)} stories, {len(rep.rows)} emotions; "
+    if rep.styles:
+        st = Table(title="texts per style × emotion (mean-length ratio per style)")
+        st.add_column("emotion", no_wrap=True)
+        for style in rep.styles:
+            st.add_column(f"{style}\n{rep.style_ratios[style]:.2f}", justify="right")
+        for r in rep.rows:
+            st.add_row(r.emotion, *(str(rep.styles[style][r.emotion]) for style in rep.styles))
+        console.print(st)
+    console.print(f"{sum(r.count for r in rep.rows)} texts, {len(rep.rows)} emotions, "
+                  f"{len(rep.styles) or 'no'} styles, {rep.topics} topics; "
                   f"mean-length ratio max/min = {rep.length_ratio:.3f} (limit "
                   f"{LENGTH_RATIO_MAX}); leaking stories = {sum(len(r.leaks) for r in rep.rows)};"
                   f" duplicate groups = {len(rep.duplicates)}", soft_wrap=True)

@@ -15,7 +15,7 @@ from emogeom.errors import EmogeomError
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
 POOLINGS = ("last", "mean")
-LAYER_CRITERIA = ("reliability", "reference", "text-general")
+LAYER_CRITERIA = ("reliability", "reference", "general")
 METHODS = ("spearman", "pearson", "kendall", "cosine")
 EMBEDDED_DEFAULT = ("smollm2-135m-instruct", "gemma3-270m")
 
@@ -31,7 +31,8 @@ class Extraction(_Section):
     pooling: Literal["last", "mean"] = "mean"
     mean_start: int = Field(1, ge=0, description="mean pooling skips the first k tokens")
     max_batch_tokens: int = Field(8192, ge=1, description="padded tokens per forward batch")
-    per_emotion: int | None = Field(None, ge=2, description="first N stories per emotion")
+    per_emotion: int | None = Field(None, ge=2, description="first N texts per emotion "
+                                       "(with styles: the first of each style in turn)")
     n_neutral: int | None = Field(None, ge=2, description="first N neutral sentences")
     chat_template: Literal["raw", "chat"] = Field(
         "raw", description="raw: stories as plain text; chat: each story as a user message")
@@ -43,7 +44,7 @@ class Analysis(_Section):
     """How one model's states become its geometry."""
 
     denoise: float = Field(0.5, ge=0, lt=1, description="neutral-PC variance fraction; 0 = off")
-    layer_criterion: Literal["reliability", "reference", "text-general"] = "reliability"
+    layer_criterion: Literal["reliability", "reference", "general"] = "reliability"
     splits: int = Field(10, ge=1, description="split-halves for reliability: the corpus's "
                                               "fixed halves, then seeded random ones")
 
@@ -184,6 +185,8 @@ class StudySpec(_Section):
     precisions: list[str] = Field(default_factory=lambda: ["fp32"], min_length=1)
     presets: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
     corpus: str | None = Field(None, description="story corpus; default the shipped one")
+    corpus_columns: dict[str, str] | str | None = Field(
+        None, description="the corpus file's column names, e.g. {text: passage, emotion: label}")
     neutral: str | None = None
     extraction: dict[str, Any] = Field(default_factory=dict,
                                        description="Extraction fields over every preset")

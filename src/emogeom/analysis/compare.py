@@ -18,6 +18,7 @@ from emogeom.stats import (
     benjamini_hochberg,
     bootstrap_rho,
     ceiled,
+    cross_style,
     cross_text,
     holm,
     layer_max_test,
@@ -26,12 +27,15 @@ from emogeom.stats import (
     noise_ceiling,
     partial_mantel,
     procrustes_similarity,
+    style_groups,
 )
 
 COLUMNS = [
     "model_a", "model_b", "layer_a", "layer_b", "method", "rho", "ci_low", "ci_high", "p_perm",
     "p_holm", "p_bh", "ceiling", "rho_ceiled", "cka", "procrustes", "rho_max_layers",
     "layer_a_max", "layer_b_max", "p_max_layers",
+    "rho_cross_style", "p_cross_style", "ceiling_cross_style", "rho_cross_style_ceiled",
+    "cross_split",
     "rho_cross_text", "ci_cross_text_low", "ci_cross_text_high", "p_cross_text",
     "rho_within_a", "ci_within_a_low", "ci_within_a_high", "p_within_a",
     "rho_within_b", "ci_within_b_low", "ci_within_b_high", "p_within_b",
@@ -138,13 +142,18 @@ def compare(a: Geometry, b: Geometry, stats: Statistics | None = None) -> Compar
 
 def _text_controls(a: Geometry, b: Geometry, stats: Statistics,
                    values: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Is the agreement the models' or the texts'? Cross-text ρ over the fixed halves, ρ
+    """Is the agreement the models' or the texts'? Cross-style ρ (A on one style against B on
+    the others; the fixed halves when the corpus has no styles), cross-text ρ over the fixed
+    halves, ρ
     partialling out each text baseline and all of them, each model's ρ with human ratings;
     returns the same- and cross-text profiles over a's layers."""
     # Cross-text and partial ρ are defined for Spearman and Pearson; other methods use Spearman.
     method = stats.method if stats.method == "pearson" else "spearman"
     values.update(cross_text(a.acts, b.acts, a.labels, a.emotions, a.halves, method,
                              stats.permutations, stats.bootstrap, stats.seed, stats.ci_level))
+    groups = style_groups(a.styles, a.labels, a.emotions, a.halves)
+    values.update(cross_style(a.acts, b.acts, a.labels, a.emotions, groups, method,
+                              stats.permutations, stats.seed))
     text = {k: v for k, v in a.references.items() if k != "human"}
     if text:
         values["rho_partial_text"], values["p_partial_text"] = partial_mantel(

@@ -18,7 +18,13 @@ from emogeom import geometry
 from emogeom.config import Settings
 from emogeom.emotions import NEUTRAL, NORMS_CITATION, valence_arousal, valence_groups
 from emogeom.errors import EmogeomError
-from emogeom.stats import half_rdm, mantel
+from emogeom.stats import (
+    cross_style_profile,
+    cross_style_within,
+    half_rdm,
+    mantel,
+    style_groups,
+)
 
 LAYER_DEFINITION = "output of decoder block i (0-based), before any final norm"
 VECTOR_DEFINITION = ("each emotion's mean pooled state minus the mean of the emotions' means "
@@ -34,8 +40,9 @@ class Geometry:
     ``vectors`` [L, E, d] (float32, as saved), ``rdms`` [L, E, E] (1 − cosine of the saved
     vectors), ``reliability`` [L] (split-half, Spearman–Brown), ``best_layer`` by the settings'
     criterion. ``acts`` [N, d] (best layer, after any denoising), ``labels``/``stimulus_ids``
-    and ``halves`` let comparisons bootstrap stories and cross texts; ``references`` holds the
-    human and text-baseline RDMs of the same stories (for partial ρ)."""
+    and ``halves`` let comparisons bootstrap stories and cross texts, ``styles`` (each text's
+    style of writing, None without) cross styles; ``references`` holds the human and
+    text-baseline RDMs of the same stories (for partial ρ)."""
 
     name: str
     emotions: list[str]
@@ -53,6 +60,7 @@ class Geometry:
     halves: tuple[np.ndarray, np.ndarray]
     corpus_sha256: str
     references: dict[str, np.ndarray] = field(default_factory=dict)
+    styles: list[str] | None = None
 
     @property
     def n_layers(self) -> int:
@@ -89,7 +97,7 @@ class Geometry:
                  "half_2": self.halves[1].astype(np.int64),
                  **{f"ref_{k}": v for k, v in self.references.items()}},
                 {**meta, "labels": self.labels, "stimulus_ids": self.stimulus_ids,
-                 "corpus_sha256": self.corpus_sha256}),
+                 "styles": self.styles, "corpus_sha256": self.corpus_sha256}),
         }
         io.write_json(folder / "metrics.json", self.metrics)
         io.write_rdm_csv(folder / "rdm.csv", self.rdm(), self.emotions)
@@ -122,7 +130,7 @@ class Geometry:
             labels=list(ameta["labels"]), stimulus_ids=list(ameta["stimulus_ids"]),
             acts=extra["acts_best"], half_rdms=extra["half_rdms"],
             halves=(extra["half_1"], extra["half_2"]), corpus_sha256=ameta["corpus_sha256"],
-            references=refs)
+            references=refs, styles=ameta.get("styles"))
 
     def provenance(self) -> dict[str, Any]:
         """What a vector file found alone must say about itself: the model (id, kind,
@@ -189,9 +197,14 @@ def analyse(
     aniso = geometry.anisotropy(neutral)
     ref_layer = geometry.reference_best_layer(vectors.astype(np.float64))
     rel_layer = geometry.best_layer(rel["reliability"])
-    general_layer = geometry.best_layer(rel["split_half_fixed"])
+    styles = [s.style for s in corpus.stimuli]
+    groups = style_groups(styles, labels, emotions, halves)
+    general = cross_style_profile(acts, labels, emotions, groups)
+    general_layer = geometry.best_layer(general["rho"])
     best = {"reliability": rel_layer, "reference": ref_layer,
-            "text-general": general_layer}[an.layer_criterion]
+            "general": general_layer}[an.layer_criterion]
+    at_best = cross_style_within(acts[best], labels, emotions, groups, "spearman",
+                                 st.permutations, st.seed)
     n_layers = acts.shape[0]
     pos, neg = valence_groups(emotions)
     within, between = geometry.group_distances(rdms[best], emotions, pos, neg)
@@ -207,7 +220,7 @@ def analyse(
         "best_layer_criterion": an.layer_criterion,
         "best_layer_reliability": rel_layer,
         "best_layer_reference": ref_layer,
-        "best_layer_text_general": general_layer,
+        "best_layer_general": general_layer,
         "anisotropy": aniso,
         "anisotropy_at_best": float(aniso[best]),
         "rdm_std": geometry.rdm_std(rdms),
@@ -216,6 +229,17 @@ def analyse(
         "split_half": rel["split_half"],
         "split_half_fixed": rel["split_half_fixed"],
         "reliability_at_best": float(rel["reliability"][best]),
+        "cross_style": general["rho"],
+        "cross_style_ceiling": general["ceiling"],
+        "cross_style_normalised": general["normalised"],
+        "cross_style_at_best": at_best["rho"],
+        "p_cross_style_at_best": at_best["p"],
+        "cross_style_normalised_at_best": at_best["normalised"],
+        "cross_style_split": groups.split,
+        "cross_style_groups": groups.names,
+        "cross_style_note": groups.note,
+        "reliability_at_layer_general": float(rel["reliability"][general_layer]),
+        "cross_style_at_layer_reliability": float(general["rho"][rel_layer]),
         "valence_within": within,
         "valence_between": between,
         "pc1_valence_abs_r": float(pc_r[0, 0]),
@@ -241,4 +265,5 @@ def analyse(
         model_info=io.json_data(dict(model_info or {})),
         labels=labels, stimulus_ids=[s.id for s in corpus.stimuli], acts=acts[best],
         half_rdms=half_rdms, halves=(np.asarray(halves[0]), np.asarray(halves[1])),
-        corpus_sha256=corpus.sha256, references=dict(references))
+        corpus_sha256=corpus.sha256, references=dict(references),
+        styles=styles if all(styles) else None)

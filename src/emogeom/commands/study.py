@@ -116,10 +116,14 @@ def run(
              "Default: smollm2-135m-instruct and gemma3-270m."),
     preset: str | None = typer.Option(None, help="default | paper (the reference "
                                                  "pipeline)."),
-    corpus: Path | None = typer.Option(None, help="Story corpus (.jsonl or .csv)."),
+    corpus: Path | None = typer.Option(None, help="Corpus (.jsonl, .csv or .tsv)."),
+    columns: str | None = typer.Option(
+        None, help="The corpus's column names, e.g. text=passage,emotion=label (or positions "
+                   "in a file without a header: emotion=1,text=3)."),
     neutral: Path | None = typer.Option(None, help="Neutral sentences (.jsonl)."),
     dtype: str | None = typer.Option(None, help="fp32 (default) | bf16 | fp16 | int8 | int4"),
-    per_emotion: int | None = typer.Option(None, help="Use the first N stories per emotion."),
+    per_emotion: int | None = typer.Option(None, help="Use N texts per emotion (the first of "
+                                                      "each style in turn)."),
     n_neutral: int | None = typer.Option(None, help="Use the first N neutral sentences."),
     pooling: str | None = typer.Option(None, help="last | mean"),
     mean_start: int | None = typer.Option(None, help="Mean pooling skips the first k tokens."),
@@ -129,7 +133,7 @@ def run(
     chat_template: str | None = typer.Option(None, help="raw (default: stories as text) | "
                                                         "chat (each story as a user message)."),
     layer_criterion: str | None = typer.Option(None, help="reliability | reference | "
-                                                          "text-general"),
+                                                          "general"),
     denoise: float | None = typer.Option(
         None, help="Project off neutral PCs explaining this variance fraction (0 = off)."),
     splits: int | None = typer.Option(
@@ -168,7 +172,7 @@ def run(
                     for m in (model or EMBEDDED_DEFAULT)],
             **({"precisions": [dtype]} if dtype else {}),
             **({"presets": [preset]} if preset else {}),
-            corpus=str(corpus) if corpus else None,
+            corpus=str(corpus) if corpus else None, corpus_columns=columns,
             neutral=str(neutral) if neutral else None,
             extraction={k: v for k, v in flat.items() if v is not None},
             analysis={k: v for k, v in {"layer_criterion": layer_criterion,

@@ -18,6 +18,21 @@ def pca_coords(vectors: np.ndarray, n: int = 2) -> tuple[np.ndarray, np.ndarray]
     return coords * signs, pca.explained_variance_ratio_
 
 
+def pca_fit_coords(vectors: np.ndarray, fit_rows: np.ndarray, n: int = 3
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """PCA fitted on ``vectors[fit_rows]`` (e.g. the emotions without neutral), every row
+    projected: coordinates [E, n] and explained variance ratios [n]; signs as in
+    ``pca_coords`` (the first fitted row non-negative)."""
+    from sklearn.decomposition import PCA as _PCA
+
+    x = np.asarray(vectors, dtype=np.float64)
+    n = min(n, len(fit_rows) - 1)
+    pca = _PCA(n_components=n, svd_solver="full").fit(x[fit_rows])
+    coords = pca.transform(x)
+    signs = np.where(coords[fit_rows[0]] < 0, -1.0, 1.0)
+    return coords * signs, pca.explained_variance_ratio_
+
+
 def mds_coords(dissimilarity: np.ndarray, seed: int = 0, n: int = 2) -> np.ndarray:
     """Metric MDS coordinates [k, n] of a symmetric dissimilarity matrix [k, k] (e.g. 1 − ρ
     between models), seeded; columns flipped so the first point's entries are non-negative."""

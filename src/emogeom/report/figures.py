@@ -15,8 +15,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from emogeom.emotions import VAD, by_valence, valence  # noqa: E402
+from emogeom.emotions import NEUTRAL, VAD, by_valence, valence  # noqa: E402
 from emogeom.geometry import pca_coords  # noqa: E402
+from emogeom.geometry.maps import pca_fit_coords  # noqa: E402
 
 LABEL_GID = "map-label"  # gid of every repelled label (tests find them by it)
 LAYER_AXIS = "layer (decoder block output, 0-based)"
@@ -221,10 +222,25 @@ def rdm_heatmap(rdm: np.ndarray, emotions: list[str], title: str) -> Figure:
 
 
 def emotion_map(vectors: np.ndarray, emotions: list[str], title: str) -> Figure:
-    """2-D PCA map of emotion vectors, coloured by human valence, labels repelled."""
-    coords, ratio = pca_coords(vectors, 2)
-    return scatter_map(coords, emotions, title, f"PC1 ({ratio[0]:.0%} of variance)",
-                       f"PC2 ({ratio[1]:.0%})")
+    """2-D PCA map of emotion vectors, coloured by human valence, labels repelled. The PCA is
+    fitted on the emotions other than neutral (as the descriptors' PC–valence r); the axes
+    are PC1 and the PC that correlates best with human valence (PC2 when that is PC1), the
+    valence axis oriented so that positive valence points right or up, and named so."""
+    fit = np.array([i for i, e in enumerate(emotions) if e != NEUTRAL and e in VAD])
+    if len(fit) < 4:
+        coords, ratio = pca_coords(vectors, 2)
+        return scatter_map(coords, emotions, title, f"PC1 ({ratio[0]:.0%} of variance)",
+                           f"PC2 ({ratio[1]:.0%})")
+    coords, ratio = pca_fit_coords(vectors, fit, 3)
+    val = np.array([valence(emotions[i]) for i in fit])
+    r = np.array([np.corrcoef(coords[fit, k], val)[0, 1] if coords[fit, k].std() > 0 else 0.0
+                  for k in range(coords.shape[1])])
+    v = int(np.argmax(np.abs(r)))
+    axes = (0, v) if v != 0 else (0, 1)
+    coords = coords * np.where(r < 0, -1.0, 1.0)  # valence increases along every axis shown
+    names = [f"PC{k + 1} ({ratio[k]:.0%} of variance), valence |r| = {abs(r[k]):.2f}"
+             + (" — valence axis" if k == v else "") for k in axes]
+    return scatter_map(coords[:, list(axes)], emotions, title, *names)
 
 
 def scatter_map(coords: np.ndarray, emotions: list[str], title: str, xlabel: str = "",
@@ -282,8 +298,13 @@ def layer_profile(metrics: dict, title: str) -> Figure:
     aniso = _series(metrics, "anisotropy")
     if aniso is not None:
         top.plot(layers, aniso, "s-", ms=3, color="C1", label="anisotropy (neutral sentences)")
-    _mark_layer(top, best, f"chosen layer {best}")
-    finite = [a[np.isfinite(a)] for a in (rel, aniso) if a is not None]
+    general = _series(metrics, "cross_style")
+    if general is not None:
+        what = ("fixed halves" if metrics.get("cross_style_split") == "halves"
+                else "leave-one-style-out")
+        top.plot(layers, general, "^-", ms=3, color="C3", label=f"cross-style ρ ({what})")
+    _mark_layer(top, best, f"chosen layer {best} ({metrics.get('best_layer_criterion')})")
+    finite = [a[np.isfinite(a)] for a in (rel, aniso, general) if a is not None]
     low = min((float(a.min()) for a in finite if a.size), default=0.0)
     top.set_ylim(min(-0.1, low - 0.05), 1.05)
     top.set_title(plain(title), fontsize=10)

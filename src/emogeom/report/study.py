@@ -98,16 +98,24 @@ def _descriptors(jobs: list[Job]) -> str:
             num(m.get("anisotropy_at_best", d.get("anisotropy"))),
             num(m.get("rdm_std_at_best", d.get("rdm_std"))),
             num(m.get("reliability_at_best", d.get("reliability"))),
+            (f"{num(m.get('cross_style_at_best'))} ({num(m.get('cross_style_normalised_at_best'))})"
+             f"{' halves' if m.get('cross_style_split') == 'halves' else ''}; layers: "
+             f"reliability {m.get('best_layer_reliability', '–')}, general "
+             f"{m.get('best_layer_general', '–')}") if "cross_style_at_best" in m else "–",
             f"{num(d.get('rho_human'))} (p {num(d.get('p_human'), '.3g')})", pc,
             f"{num(m.get('valence_within'))} / {num(m.get('valence_between'))}", regime])
     return _h2("descriptors") + table(
         ["model", "chosen layer (depth, rule)", "anisotropy", "RDM std", "reliability",
-         "ρ human VA (p)", "|r| PC~valence", "dist within / between valence",
+         "cross-style ρ (÷ ceiling); layer by rule", "ρ human VA (p)", "|r| PC~valence",
+         "dist within / between valence",
          "steering regime (text / ppl)"], rows) + note(
         "Chosen layer: index of the decoder block output (0-based) and its depth "
         "(index / (layers − 1)), by the preset's rule or the study's layer policy. "
         "Anisotropy: mean pairwise cosine of neutral sentences' pooled states. Reliability: "
-        "split-half RDM reliability (Spearman–Brown). ρ human VA: the model's RDM against "
+        "split-half RDM reliability (Spearman–Brown). Cross-style ρ: the model's RDM from "
+        "each style of writing against its RDM from the other styles, averaged (÷ its noise "
+        "ceiling); the layers each rule picks: 'reliability' (most reliable RDM) and "
+        "'general' (highest cross-style ρ). ρ human VA: the model's RDM against "
         "the RDM of human valence–arousal ratings, Mantel p. |r| PC~valence: correlation of "
         "the principal components of the chosen-layer emotion vectors (neutral left out) "
         "with human valence. Distances within / between: mean 1 − cos within the positive "
@@ -203,6 +211,9 @@ def _texts(groups) -> str:
             table_rows.append([
                 f"{r['model_a']} vs {r['model_b']}",
                 f"{ci(r, 'rho', 'ci_low', 'ci_high')} p {num(r.get('p_perm'), '.3g')}",
+                f"{num(r.get('rho_cross_style'))} ({num(r.get('rho_cross_style_ceiled'))}) "
+                f"p {num(r.get('p_cross_style'), '.3g')}"
+                + (" (halves)" if r.get("cross_split") == "halves" else ""),
                 f"{ci(r, 'rho_cross_text', 'ci_cross_text_low', 'ci_cross_text_high')} "
                 f"p {num(r.get('p_cross_text'), '.3g')}",
                 f"{num(r.get('rho_within_a'))} / {num(r.get('rho_within_b'))}",
@@ -218,15 +229,28 @@ def _texts(groups) -> str:
                 sentences.append(
                     f"{r['model_a']} vs {r['model_b']}: same texts ρ = {same:.3f}; with each "
                     f"model reading different stories ρ = {cross:.3f}{share}")
+            if r.get("rho_cross_style") and r.get("cross_split") == "style":
+                sentences.append(
+                    f"{r['model_a']} vs {r['model_b']}: each model on one style of writing "
+                    f"against the other on the other styles ρ = "
+                    f"{float(r['rho_cross_style']):.3f}, {num(r.get('rho_cross_style_ceiled'))}"
+                    " of its noise ceiling.")
         parts.append(
             _group_title(precision, preset) + table(
-                ["pair", "same texts ρ [CI] p", "different texts ρ [CI] p",
+                ["pair", "same texts ρ [CI] p", "other styles ρ (÷ ceiling) p",
+                 "different texts ρ [CI] p",
                  "own cross-half A / B", "partial ρ | all text baselines (p)",
                  "partial ρ | each baseline", "ρ human VA A / B"], table_rows)
             + "<ul>" + "".join(f"<li>{escape(t)}</li>" for t in sentences) + "</ul>")
     if not parts:
         return ""
     return _h2("texts") + "".join(parts) + note(
+        "Other styles: for every style of writing, model A's RDM from the texts in that style "
+        "against model B's from the texts in all other styles, and the reverse, averaged over "
+        "styles (leave-one-style-out); in brackets divided by its noise ceiling (the mean of "
+        "sqrt(reliability · reliability) of the sets compared, each Spearman–Brown split-half); "
+        "p from permuting B's emotion labels. A corpus without styles uses its fixed halves "
+        "instead (marked 'halves'), which changes the texts but not the style. "
         "Different texts: model A's RDM from one fixed half of every emotion's stories against "
         "model B's from the other half, both ways, averaged. Own cross-half: each model "
         "against itself across the two halves. Partial ρ: Spearman on the upper triangles "
@@ -240,7 +264,9 @@ def _layer_profiles(jobs: list[Job], figdir: Path) -> str:
     imgs = [figure(figures.layer_profile(j.metrics, f"{j.name}: layer profile"), figdir,
                    f"{j.row['job']}_layers", f"{j.name} layer profile") for j in jobs]
     return _h2("layers") + figs(imgs) + note(
-        "Top: split-half RDM reliability (Spearman–Brown) and anisotropy (mean pairwise cosine "
+        "Top: split-half RDM reliability (Spearman–Brown), cross-style ρ (the RDM from each "
+        "style of writing against the RDM from the other styles, averaged; the fixed halves "
+        "when the corpus has no styles) and anisotropy (mean pairwise cosine "
         "of neutral sentences' pooled states) at every layer. Bottom: RDM spread, the standard "
         "deviation of the 1 − cos entries. Dashed line: the chosen layer.")
 
@@ -335,9 +361,11 @@ def _maps(jobs: list[Job], figdir: Path) -> str:
                                                f"{j.name}, layer {j.best}"),
                            figdir, f"{j.row['job']}_map", f"{j.name} emotion map"))
     return _h2("maps") + figs(imgs) + note(
-        "PCA of the 21 emotion vectors at the chosen layer, coloured by human valence. Labels "
-        "are moved apart so that none overlaps another; a thin line joins a moved label to "
-        "its point.")
+        "PCA of the emotion vectors at the chosen layer (fitted on the 20 emotions, neutral "
+        "projected onto the same axes), coloured by human valence. The axes are PC1 and the "
+        "component that correlates best with human valence (marked 'valence axis'; PC2 when "
+        "that is PC1), oriented so that valence rises along them. Labels are moved apart so "
+        "that none overlaps another; a thin line joins a moved label to its point.")
 
 
 def _rdms(out: Path, jobs: list[Job], figdir: Path) -> str:

@@ -10,12 +10,20 @@ from emogeom.stats.compare import (
     rdm_correlation,
 )
 from emogeom.stats.corrections import benjamini_hochberg, holm
+from emogeom.stats.cross_style import (
+    Groups,
+    cross_style,
+    cross_style_profile,
+    cross_style_within,
+    style_groups,
+)
 from emogeom.stats.generalization import cross_text, half_rdm
 from emogeom.stats.partial import partial_correlation, partial_mantel
 from emogeom.stats.reliability import ceiled, noise_ceiling
 from emogeom.stats.similarity import linear_cka, procrustes_similarity
 
 __all__ = [
+    "Groups",
     "METHODS",
     "RDMError",
     "benjamini_hochberg",
@@ -23,6 +31,9 @@ __all__ = [
     "bootstrap_rho",
     "ceiled",
     "compare_vectors",
+    "cross_style",
+    "cross_style_profile",
+    "cross_style_within",
     "cross_text",
     "half_rdm",
     "holm",
@@ -36,4 +47,5 @@ __all__ = [
     "procrustes_similarity",
     "rdm_correlation",
     "resample_weights",
+    "style_groups",
 ]

@@ -14,13 +14,8 @@ import numpy as np
 from emogeom.geometry.rdm import cosine_rdm
 from emogeom.geometry.vectors import emotion_vectors
 from emogeom.stats.bootstrap import bootstrap_rdms, percentile_ci, resample_weights
-from emogeom.stats.compare import (
-    _rank_cells,
-    compare_vectors,
-    mantel,
-    permutations,
-    upper_indices,
-)
+from emogeom.stats.compare import compare_vectors, mantel, upper_indices
+from emogeom.stats.cross_style import mean_pairs_mantel
 
 
 def half_rdm(acts: np.ndarray, labels: Sequence[str], emotions: Sequence[str],
@@ -28,21 +23,6 @@ def half_rdm(acts: np.ndarray, labels: Sequence[str], emotions: Sequence[str],
     """RDM from the stimuli ``idx`` of acts [..., N, d] (any leading layer axes kept)."""
     labels = np.asarray(labels)
     return cosine_rdm(emotion_vectors(acts[..., idx, :], labels[idx], emotions))
-
-
-def _mean_pair_null(a1, b2, a2, b1, method, n_perm, seed):
-    """Observed mean of sim(a1, b2) and sim(a2, b1), and its permutation p (b's labels
-    permuted the same way in both halves)."""
-    if method == "spearman":
-        a1, b2, a2, b1 = (_rank_cells(m) for m in (a1, b2, a2, b1))
-        method = "pearson"
-    i, j = upper_indices(a1.shape[0])
-    observed = (compare_vectors(a1[i, j], b2[i, j][None], method)[0]
-                + compare_vectors(a2[i, j], b1[i, j][None], method)[0]) / 2
-    p = permutations(a1.shape[0], n_perm, seed)
-    null = (compare_vectors(a1[i, j], b2[p[:, i], p[:, j]], method)
-            + compare_vectors(a2[i, j], b1[p[:, i], p[:, j]], method)) / 2
-    return float(observed), (int(np.sum(null >= observed - 1e-12)) + 1) / (n_perm + 1)
 
 
 def cross_text(
@@ -59,8 +39,8 @@ def cross_text(
     a1, a2 = (half_rdm(acts_a, labels, emotions, h) for h in (h1, h2))
     b1, b2 = (half_rdm(acts_b, labels, emotions, h) for h in (h1, h2))
     out: dict[str, float] = {}
-    out["rho_cross_text"], out["p_cross_text"] = _mean_pair_null(a1, b2, a2, b1, method,
-                                                                 n_perm, seed)
+    out["rho_cross_text"], out["p_cross_text"] = mean_pairs_mantel([(a1, b2), (a2, b1)],
+                                                                    method, n_perm, seed)
     out["rho_within_a"], out["p_within_a"] = mantel(a1, a2, method, n_perm, seed)
     out["rho_within_b"], out["p_within_b"] = mantel(b1, b2, method, n_perm, seed)
     w1 = resample_weights(labels[h1], emotions, n_boot, seed)

@@ -1,4 +1,5 @@
-"""Corpus quality checks: counts, length balance, topic spread, duplicates, emotion-word leakage."""
+"""Corpus quality checks: counts (per style × emotion), length balance (per style), topic
+spread, duplicates, emotion-word leakage."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from emogeom.errors import EmogeomError
 from emogeom.stimuli.corpus import (
@@ -68,11 +71,17 @@ class EmotionRow:
 
 @dataclass
 class CheckReport:
+    """``styles``: style → emotion → count (empty without styles); ``style_ratios``: style →
+    mean-length ratio of its longest to its shortest emotion; ``topics``: distinct topics."""
+
     rows: list[EmotionRow]
     length_ratio: float
     duplicates: list[list[str]]
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    styles: dict[str, dict[str, int]] = field(default_factory=dict)
+    style_ratios: dict[str, float] = field(default_factory=dict)
+    topics: int = 0
 
     @property
     def ok(self) -> bool:
@@ -105,7 +114,9 @@ def check_corpus(corpus: Corpus | str | Path | None = None,
     for s in corpus.stimuli:
         seen.setdefault(" ".join(s.text.lower().split()), []).append(s.id)
     dups = [ids for ids in seen.values() if len(ids) > 1]
-    report = CheckReport(rows, ratio, dups)
+    report = CheckReport(rows, ratio, dups, topics=len({s.topic for s in corpus.stimuli
+                                                         if s.topic}))
+    _check_styles(corpus, report)
     for r in rows:
         if r.leaks:
             report.errors.append(f"{r.emotion}: {len(r.leaks)} stories use the emotion's own "
@@ -123,3 +134,29 @@ def check_corpus(corpus: Corpus | str | Path | None = None,
         thin = [r.emotion for r in rows if r.topics < max(topic_counts)]
         report.warnings.append(f"fewer topics than others: {', '.join(thin)}")
     return report
+
+
+def _check_styles(corpus: Corpus, report: CheckReport) -> None:
+    """The style × emotion counts and each style's length ratio; warnings for a style whose
+    emotions differ in count or whose ratio is above the limit, and for texts without a style
+    in a corpus that has styles."""
+    styles = corpus.styles
+    if not styles:
+        return
+    for style in styles:
+        texts = [s for s in corpus.stimuli if s.style == style]
+        report.styles[style] = {e: sum(s.emotion == e for s in texts) for e in corpus.emotions}
+        means = [np.mean([n_tokens(s.text) for s in texts if s.emotion == e])
+                 for e in corpus.emotions if report.styles[style][e]]
+        report.style_ratios[style] = float(max(means) / min(means))
+        counts = set(report.styles[style].values())
+        if len(counts) > 1:
+            report.warnings.append(f"style '{style}': unequal counts per emotion "
+                                   f"{min(counts)}..{max(counts)}")
+        if report.style_ratios[style] > LENGTH_RATIO_MAX:
+            report.warnings.append(f"style '{style}': mean length ratio "
+                                   f"{report.style_ratios[style]:.2f} > {LENGTH_RATIO_MAX}")
+    unstyled = sum(1 for s in corpus.stimuli if not s.style)
+    if unstyled:
+        report.warnings.append(f"{unstyled} texts have no style; cross-style statistics "
+                               "leave them out")

@@ -61,7 +61,8 @@ def load_inputs(spec: StudySpec) -> dict[str, Inputs]:
     out = {}
     for preset in spec.presets:
         ext = spec.settings(preset, spec.precisions[0], spec.models[0]).extraction
-        out[preset] = Inputs(load_corpus(spec.corpus, per_emotion=ext.per_emotion),
+        out[preset] = Inputs(load_corpus(spec.corpus, per_emotion=ext.per_emotion,
+                                         columns=spec.corpus_columns),
                              load_neutral_sentences(spec.neutral, n=ext.n_neutral))
     return out
 
@@ -186,8 +187,8 @@ def _analyse(lm: LoadedModel, inputs: Inputs, settings: Settings,
 def _rows(part: Corpus, union: Corpus) -> np.ndarray | None:
     """Where ``part``'s texts sit in ``union`` (None unless every one is there, in order of
     ``part``)."""
-    where = {(s.id, s.text): i for i, s in enumerate(union.stimuli)}
-    rows = [where.get((s.id, s.text)) for s in part.stimuli]
+    where = {(s.emotion, s.id, s.text): i for i, s in enumerate(union.stimuli)}
+    rows = [where.get((s.emotion, s.id, s.text)) for s in part.stimuli]
     return None if any(r is None for r in rows) else np.array(rows)
 
 
@@ -352,10 +353,13 @@ def write_job(job: Job, inputs: Inputs, payload: dict[str, Any]) -> None:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": geom.model_info,
         "corpus": {"path": corpus.source, "sha256": corpus.sha256,
-                   "n_stimuli": len(corpus.stimuli), "per_emotion": corpus.counts()},
+                   "n_stimuli": len(corpus.stimuli), "per_emotion": corpus.counts(),
+                   "styles": {st: sum(s.style == st for s in corpus.stimuli)
+                              for st in corpus.styles}},
         "neutral": {"path": neutral.source, "sha256": neutral.sha256,
                     "n": len(neutral.stimuli)},
         "settings": geom.settings,
+        "layer_choice": layer_choice(geom.metrics),
         "read": payload.get("read"),
         "job": {"label": job.label, "family": job.entry.family, "variant": job.entry.variant,
                 "precision": job.precision, "preset": job.preset, "hash": job.hash,
@@ -366,6 +370,23 @@ def write_job(job: Job, inputs: Inputs, payload: dict[str, Any]) -> None:
         "python": platform.python_version(),
         "numpy": np.__version__,
     })
+
+
+def layer_choice(m: dict[str, Any]) -> dict[str, Any]:
+    """The chosen layer, its rule, and the layer each rule would pick with its reliability and
+    cross-style ρ, so that a reader sees what the choice of rule changed."""
+    picks = {rule: m.get(f"best_layer_{rule}") for rule in ("reliability", "general",
+                                                            "reference")}
+
+    def at(key: str, layer: Any) -> Any:
+        series = m.get(key)
+        return series[layer] if isinstance(series, list) and layer is not None else None
+
+    return {"criterion": m.get("best_layer_criterion"), "chosen": m.get("best_layer"),
+            "cross_style_split": m.get("cross_style_split"),
+            "by_rule": {rule: {"layer": layer, "reliability": at("reliability", layer),
+                               "cross_style": at("cross_style", layer)}
+                        for rule, layer in picks.items()}}
 
 
 def record_failure(job: Job, error: BaseException) -> None:

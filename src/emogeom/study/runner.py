@@ -46,6 +46,8 @@ STUDY_COLUMNS = ["kind", "precision_a", "preset_a", "precision_b", "preset_b", *
 DESCRIPTOR_COLUMNS = [
     "label", "family", "variant", "precision", "preset", "architecture", "n_layers",
     "best_layer", "best_layer_depth", "anisotropy", "rdm_std", "reliability",
+    "cross_style", "cross_style_normalised", "p_cross_style", "cross_split",
+    "best_layer_reliability", "best_layer_general", "pc1_valence_abs_r", "best_pc_valence",
     "rho_human", "p_human", "steering_regime_reference", "steering_regime_perplexity", "job",
 ]
 BASE_INSTRUCT_COLUMNS = ["family", "precision", "preset", "base", "instruct", "layer_base",
@@ -201,8 +203,10 @@ def _run_locked(spec: StudySpec, kind: str, address: str | None, jobs: int | Non
             write_job(job, inputs[job.preset], payloads[job.name])
             computed.append(job.name)
             g = payloads[job.name]["geometry"]
-            note(f"done {job.name}: best layer {g.best_layer}/{g.n_layers}, "
-                 f"reliability {g.metrics['reliability_at_best']:.3f}")
+            note(f"done {job.name}: best layer {g.best_layer}/{g.n_layers} "
+                 f"({g.metrics['best_layer_criterion']}), reliability "
+                 f"{g.metrics['reliability_at_best']:.3f}, cross-style ρ "
+                 f"{g.metrics['cross_style_at_best']:.3f}")
         if pause:
             time.sleep(pause)
 
@@ -346,7 +350,11 @@ def _descriptor(job: Job, g: Geometry) -> list[Any]:
     return [job.label, job.entry.family, job.entry.variant, job.precision, job.preset,
             g.model_info.get("architecture"), m["n_layers"], m["best_layer"],
             m["best_layer_depth"], m["anisotropy_at_best"], m["rdm_std_at_best"],
-            m["reliability_at_best"], m.get("rho_human_at_best"), m.get("p_human_at_best"),
+            m["reliability_at_best"], m.get("cross_style_at_best"),
+            m.get("cross_style_normalised_at_best"), m.get("p_cross_style_at_best"),
+            m.get("cross_style_split"), m.get("best_layer_reliability"),
+            m.get("best_layer_general"), m.get("pc1_valence_abs_r"), m.get("best_pc_valence"),
+            m.get("rho_human_at_best"), m.get("p_human_at_best"),
             m.get("steering_regime_reference"), m.get("steering_regime_perplexity"), job.name]
 
 
