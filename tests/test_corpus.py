@@ -13,19 +13,29 @@ from emogeom.stimuli import load_corpus, load_neutral_sentences
 from emogeom.stimuli.corpus import default_corpus_path
 
 
-def test_shipped_corpus_is_complete():
+def test_shipped_corpus_is_complete_and_balanced():
+    from collections import Counter
+
     corpus = load_corpus()
     counts = corpus.counts()
     assert set(counts) == set(EMOTIONS) and len(EMOTIONS) == 21
-    assert min(counts.values()) >= 8
+    assert min(counts.values()) >= 50
     assert len({s.text for s in corpus.stimuli}) == len(corpus.stimuli)
+    assert len(corpus.styles) >= 5
+    assert all(s.style and s.topic and s.person for s in corpus.stimuli)
+    assert len({s.topic for s in corpus.stimuli}) >= 20
+    cells = Counter((s.style, s.emotion) for s in corpus.stimuli)
+    for style in corpus.styles:  # every condition has the same count in every style
+        assert len({cells[style, e] for e in EMOTIONS}) == 1, style
+    for e in EMOTIONS:  # every condition covers every topic
+        assert len({s.topic for s in corpus.stimuli if s.emotion == e}) >= 20, e
     assert len(load_neutral_sentences().stimuli) >= 20
 
 
-def test_shipped_stories_avoid_their_emotion_words():
+def test_shipped_texts_avoid_emotion_words():
     synonyms = json.loads((default_corpus_path().parent / "synonyms.json").read_text())
     for s in load_corpus().stimuli:
-        for word in synonyms[s.emotion]:
+        for word in synonyms[s.emotion] + [e for e in EMOTIONS]:
             assert not re.search(rf"\b{re.escape(word)}\b", s.text, re.I), (s.id, word)
 
 
@@ -108,10 +118,9 @@ def test_fixed_halves_balanced_and_deterministic():
     assert a.tolist() == a2.tolist() and not set(a) & set(b)
     for half in (a, b):
         per = Counter(corpus.stimuli[i].emotion for i in half)
-        assert set(per.values()) == {10}
-        sad = [corpus.stimuli[i] for i in half if corpus.stimuli[i].emotion == "sad"]
-        assert len({s.topic for s in sad}) == 10  # one story per topic
-        assert Counter(s.person for s in sad) == {"first": 5, "third": 5}
+        assert set(per.values()) == {len(corpus.stimuli) // 42}
+        cells = Counter((corpus.stimuli[i].emotion, corpus.stimuli[i].style) for i in half)
+        assert set(cells.values()) == {5}  # half of every style within every emotion
 
 
 def test_shipped_corpus_passes_check():
@@ -119,9 +128,27 @@ def test_shipped_corpus_passes_check():
 
     rep = check_corpus()
     assert rep.ok, rep.errors
-    assert rep.length_ratio <= 1.3
-    assert all(r.count >= 20 and not r.leaks and r.topics == 10 for r in rep.rows)
+    assert not rep.warnings, rep.warnings
+    assert rep.length_ratio <= 1.3 and len(rep.style_ratios) >= 5
+    assert all(ratio <= 1.3 for ratio in rep.style_ratios.values()), rep.style_ratios
+    assert all(r.count >= 50 and not r.leaks and r.topics == 20 for r in rep.rows)
+    assert rep.topics >= 20
+    assert all(set(row.values()) == {10} for row in rep.styles.values())
     assert len(load_neutral_sentences().stimuli) >= 60
+
+
+def test_check_warns_on_unbalanced_styles(tmp_path):
+    from emogeom.stimuli.check import check_corpus
+
+    lines = [json.dumps({"emotion": e, "text": f"A {e} text number {i}{'!' * (9 * i)}.",
+                         "style": "a" if i < 2 or e != "sad" else "b"})
+             for e in EMOTIONS[:3] for i in range(3)]
+    rep = check_corpus(load_corpus(_write(tmp_path, lines)))
+    assert rep.styles == {"a": {"happy": 3, "sad": 2, "calm": 3},
+                          "b": {"happy": 0, "sad": 1, "calm": 0}}
+    assert any("style 'a': unequal counts per emotion 2..3" in w for w in rep.warnings)
+    assert rep.style_ratios["a"] > 1.3  # sad lacks the longest text
+    assert any("style 'a': mean length ratio" in w for w in rep.warnings)
 
 
 def test_check_finds_leaks_and_duplicates(tmp_path):

@@ -49,7 +49,7 @@ def test_run_writes_everything(full_run):
         assert len(metrics["anisotropy"]) == 3 and len(metrics["reliability"]) == 3
         assert len(metrics["rho_human"]) == 3 and len(metrics["rho_tfidf"]) == 3
         tensors, meta = artefacts.read_tensors(folder / "activations.safetensors")
-        assert tensors["stories"].shape == (3, 420, 32) and len(meta["labels"]) == 420
+        assert tensors["stories"].shape == (3, 1260, 32) and len(meta["labels"]) == 1260
         vec, _ = artefacts.read_tensors(folder / "vectors.safetensors")
         assert vec["vectors"].shape == (3, 21, 32)
         rdm, emotions = artefacts.read_rdm_csv(folder / "rdm.csv")
@@ -58,6 +58,12 @@ def test_run_writes_everything(full_run):
         assert manifest["model"]["dtype"] == "fp32"
         assert manifest["corpus"]["sha256"]
         assert manifest["settings"]["extraction"]["pooling"] == "mean"
+        assert set(manifest["corpus"]["styles"].values()) == {210}
+        choice = manifest["layer_choice"]  # both rules recorded, with what each would pick
+        assert choice["criterion"] == "reliability" and choice["chosen"] == metrics["best_layer"]
+        assert choice["by_rule"]["general"]["layer"] == metrics["best_layer_general"]
+        assert choice["by_rule"]["reliability"]["cross_style"] == \
+            metrics["cross_style"][metrics["best_layer_reliability"]]
     rows = artefacts.read_csv(out / "comparisons.csv")
     assert list(rows[0])[:6] == ["kind", "precision_a", "preset_a", "precision_b", "preset_b",
                                  "model_a"]
@@ -70,6 +76,8 @@ def test_run_writes_everything(full_run):
     assert float(row["ci_low"]) <= float(row["ci_high"])
     assert 0 <= float(row["cka"]) <= 1 and 0 <= float(row["procrustes"]) <= 1
     assert float(row["rho_max_layers"]) >= float(row["rho"]) - 1e-9
+    assert row["cross_split"] == "style" and 0 < float(row["p_cross_style"]) <= 1
+    assert -1 <= float(row["rho_cross_style"]) <= 1
     for col in ("rho_cross_text", "p_cross_text", "rho_within_a", "ci_within_b_high",
                 "rho_partial_text",
                 "rho_partial_tfidf", "rho_partial_surface", "rho_human_a", "rho_human_b"):

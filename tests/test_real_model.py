@@ -27,8 +27,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_smollm2_geometry_has_valence_structure():
     lm = emogeom.load_model("smollm2-135m-instruct")
-    g = emogeom.extract(*lm, permutations=100, splits=4, references=False)
+    # 24 texts per emotion, 4 of each of the 6 styles (taken in turn): enough for the checks.
+    g = emogeom.extract(*lm, per_emotion=24, permutations=100, splits=4, references=False)
     assert np.isfinite(g.rdm()).all() and len(g.emotions) == 21
+    m = g.metrics
+    assert m["cross_style_split"] == "style" and len(m["cross_style_groups"]) == 6
+    assert np.isfinite(m["cross_style_at_best"]) and len(m["cross_style"]) == 30
+    assert m["best_layer_criterion"] == "reliability" and m["best_layer"] == g.best_layer
+    assert 0 <= m["best_layer_general"] < 30 and 0 <= m["best_layer_reliability"] < 30
+    assert m["cross_style"][m["best_layer_general"]] == max(m["cross_style"])
     pos, neg = valence_groups(g.emotions)
     within, between = group_distances(g.rdm(), g.emotions, pos, neg)
     assert within < between, (within, between)

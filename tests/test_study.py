@@ -341,7 +341,7 @@ def test_two_presets_load_and_read_each_model_once(tiny_models, tmp_path, monkey
     res = run_study_spec(both)
     assert len(res["computed"]) == 2 and len(loads) == 1
     # Stories and neutral sentences, each read once with both poolings.
-    assert sorted(passes) == [(60, ("mean", "last")), (420, ("mean", "last"))]
+    assert sorted(passes) == [(60, ("mean", "last")), (1260, ("mean", "last"))]
     loads.clear()
     for preset in ("default", "paper"):
         run_study_spec(parse_study(_yaml(tiny_models, tmp_path / preset, archs=("llama",),

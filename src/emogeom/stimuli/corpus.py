@@ -62,8 +62,8 @@ class Corpus:
 
 
 def default_corpus_path() -> Path:
-    """The shipped story corpus (package data)."""
-    return Path(str(files("emogeom.stimuli").joinpath("data/stories.jsonl")))
+    """The shipped corpus v2 (package data; docs/corpus.md)."""
+    return Path(str(files("emogeom.stimuli").joinpath("data/corpus.jsonl")))
 
 
 def default_neutral_path() -> Path:
