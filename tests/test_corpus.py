@@ -169,6 +169,24 @@ def test_check_finds_leaks_and_duplicates(tmp_path):
     assert result.exit_code == 1
     ok = CliRunner().invoke(app, ["corpus", "check"])
     assert ok.exit_code == 0 and "leaking stories = 0" in ok.output
+    assert "texts per style × emotion" in ok.output and "6 styles, 20 topics" in ok.output
+
+
+def test_corpus_check_takes_a_column_mapping(tmp_path):
+    from typer.testing import CliRunner
+
+    from emogeom.cli import app
+
+    path = tmp_path / "mine.tsv"
+    path.write_text("# exported from a spreadsheet\nlabel\tpassage\tgenre\n" + "".join(
+        f"{e}\tText {i} of set {k}.\t{'a' if i % 2 else 'b'}\n"
+        for k, e in enumerate(EMOTIONS[:3]) for i in range(4)))
+    bad = CliRunner().invoke(app, ["corpus", "check", str(path)])
+    assert bad.exit_code == 2 and "--columns" in bad.output
+    good = CliRunner().invoke(app, ["corpus", "check", str(path), "--columns",
+                                    "emotion=label,text=passage,style=genre"])
+    assert good.exit_code == 0, good.output
+    assert "12 texts, 3 emotions, 2 styles" in good.output
 
 
 def test_write_corpus_tiny_is_seeded(tiny_models, tmp_path):
