@@ -86,10 +86,12 @@ def test_group_rdms_equal_the_direct_formula():
 def test_profile_over_layers_matches_each_layer():
     rng = np.random.default_rng(5)
     layers = np.stack([_acts(rng, shared=s, per_style=1.0) for s in (0.0, 0.5, 2.0)])
-    prof = cross_style_profile(layers, LABELS, EMOTIONS, GROUPS)
+    prof = cross_style_profile(layers, LABELS, EMOTIONS, GROUPS, n_perm=200, seed=1)
     for k in range(3):
-        one = cross_style_within(layers[k], LABELS, EMOTIONS, GROUPS, n_perm=10)
+        one = cross_style_within(layers[k], LABELS, EMOTIONS, GROUPS, n_perm=200, seed=1)
         assert prof["rho"][k] == pytest.approx(one["rho"], abs=1e-9)
+        assert prof["p"][k] == one["p"]
+        assert prof["normalised"][k] == pytest.approx(one["normalised"], abs=1e-9)
     assert int(np.nanargmax(prof["rho"])) == 2  # the layer with the most shared geometry
 
 
@@ -99,3 +101,17 @@ def test_styles_missing_an_emotion_are_left_out():
     groups = style_groups(list(styles), LABELS, EMOTIONS, HALVES)
     assert groups.names == ["s0", "s1", "s2", "s3"] and groups.split == "style"
     assert np.all(groups.index[styles == "s4"] == -1)
+
+
+def test_cross_model_layer_profile_matches_each_layer():
+    from emogeom.stats import cross_style_layers
+
+    rng = np.random.default_rng(6)
+    a = np.stack([_acts(rng, shared=s, per_style=1.0) for s in (0.0, 1.0, 3.0)])
+    b = np.stack([_acts(rng, shared=1.0, per_style=0.5) for _ in range(2)])
+    stored = [np.stack([(p := cross_style_profile(x, LABELS, EMOTIONS, GROUPS))["own"],
+                        p["rest"]]) for x in (a, b)]
+    profile = cross_style_layers(stored[0], stored[1], layer_b=1)
+    for k in range(3):
+        one = cross_style(a[k], b[1], LABELS, EMOTIONS, GROUPS, n_perm=10)
+        assert profile[k] == pytest.approx(one["rho_cross_style"], abs=1e-9)

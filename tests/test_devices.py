@@ -275,7 +275,7 @@ def test_oom_halves_the_budget_and_gives_the_same_states(tiny_models, error):
     assert plain_stats == {"max_batch_tokens_used": budget, "oom_halvings": 0,
                            "truncated": 0}
 
-    limit = 900
+    limit = 1000  # with these texts the OOM strikes only the first, longest batches
     seen = _oom_above(lm.model, limit, error)
     notes: list[str] = []
     stats: dict = {}

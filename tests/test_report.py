@@ -271,3 +271,30 @@ def test_repel_labels_is_deterministic_and_separates_coincident_boxes():
     assert figures.boxes_overlap(boxes) == []
     start = np.hstack([anchors - sizes / 2, anchors + sizes / 2])
     assert len(figures.boxes_overlap(start)) == 12 * 11 // 2
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_emotion_map_names_the_valence_axis(axis):
+    """Planted: human valence along one of three orthogonal directions of decreasing spread;
+    the map shows PC1 and the valence PC, names it, and orients it so valence rises."""
+    from emogeom.emotions import NEUTRAL, valence
+
+    rng = np.random.default_rng(axis)
+    emotions = list(EMOTIONS)
+    feel = [e for e in emotions if e != NEUTRAL]
+    import matplotlib.pyplot as plt
+
+    spread = np.array([6.0, 3.0, 1.5])
+    coords = rng.normal(size=(len(emotions), 3))
+    v = np.array([valence(e) if e != NEUTRAL else 0.5 for e in emotions])
+    coords[:, axis] = (v - v.mean()) / v.std()
+    coords = (coords - coords.mean(axis=0)) / coords.std(axis=0) * spread
+    basis = np.linalg.qr(rng.normal(size=(16, 3)))[0]
+    fig = figures.emotion_map(coords @ basis.T, emotions, "planted")
+    ax = fig.axes[0]
+    shown = ax.get_ylabel() if axis else ax.get_xlabel()
+    assert "valence axis" in shown and ("valence axis" not in ax.get_xlabel()) == bool(axis)
+    x, y = ax.collections[0].get_offsets().T
+    along = np.asarray(y if axis else x)[[emotions.index(e) for e in feel]]
+    assert np.corrcoef(along, [valence(e) for e in feel])[0, 1] > 0.8  # shown, rising
+    plt.close(fig)

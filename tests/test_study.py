@@ -353,13 +353,13 @@ def test_two_presets_load_and_read_each_model_once(tiny_models, tmp_path, monkey
         assert shared.name == alone.name  # same job, same hash
         a, b = emogeom_geometry(shared), emogeom_geometry(alone)
         assert a.best_layer == b.best_layer
-        # The paper preset's 63 stories are batched with the other 357 in the shared pass,
+        # The paper preset's 63 texts are batched with the other 1,197 in the shared pass,
         # so float rounding may differ in the last bits; the numbers agree to that.
         np.testing.assert_allclose(a.vectors, b.vectors, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(a.rdms, b.rdms, atol=1e-5)
         np.testing.assert_allclose(a.reliability, b.reliability, atol=1e-4)
         manifest = json.loads((shared / "manifest.json").read_text())
-        assert manifest["read"]["texts"] == 480 and len(manifest["read"]["shared_with"]) == 2
+        assert manifest["read"]["texts"] == 1320 and len(manifest["read"]["shared_with"]) == 2
 
 
 def emogeom_geometry(folder: Path):

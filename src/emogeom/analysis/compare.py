@@ -19,6 +19,7 @@ from emogeom.stats import (
     bootstrap_rho,
     ceiled,
     cross_style,
+    cross_style_layers,
     cross_text,
     holm,
     layer_max_test,
@@ -48,14 +49,15 @@ COLUMNS = [
 @dataclass
 class Comparison:
     """Two geometries compared at their best layers; ``values`` holds every column of
-    ``comparisons.csv``, ``same_text``/``cross_text`` the ρ profiles over a's layers (b at its
-    best layer)."""
+    ``comparisons.csv``, ``same_text``/``cross_text``/``cross_style`` the ρ profiles over a's
+    layers (b at its best layer; ``cross_style`` None without styles)."""
 
     model_a: str
     model_b: str
     values: dict[str, Any]
     same_text: np.ndarray | None = None
     cross_text: np.ndarray | None = None
+    cross_style: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
 
     def __getattr__(self, name: str) -> Any:
@@ -133,11 +135,14 @@ def compare(a: Geometry, b: Geometry, stats: Statistics | None = None) -> Compar
         "procrustes": procrustes_similarity(a.vectors[a.best_layer].astype(np.float64),
                                             b.vectors[b.best_layer].astype(np.float64))})
     same, cross = _text_controls(a, b, stats, values)
+    styles = (cross_style_layers(a.style_rdms, b.style_rdms, b.best_layer)
+              if a.style_rdms is not None and b.style_rdms is not None
+              and a.style_rdms.shape[1] == b.style_rdms.shape[1] else None)
     if stats.method != "kendall":
         search = layer_max_test(a.rdms, b.rdms, stats.method, stats.permutations, stats.seed)
         values.update({"rho_max_layers": search["rho_max"], "layer_a_max": search["layer_a"],
                        "layer_b_max": search["layer_b"], "p_max_layers": search["p_max"]})
-    return Comparison(a.name, b.name, values, same, cross)
+    return Comparison(a.name, b.name, values, same, cross, styles)
 
 
 def _text_controls(a: Geometry, b: Geometry, stats: Statistics,

@@ -20,7 +20,6 @@ from emogeom.emotions import NEUTRAL, NORMS_CITATION, valence_arousal, valence_g
 from emogeom.errors import EmogeomError
 from emogeom.stats import (
     cross_style_profile,
-    cross_style_within,
     half_rdm,
     mantel,
     style_groups,
@@ -41,7 +40,8 @@ class Geometry:
     vectors), ``reliability`` [L] (split-half, Spearman–Brown), ``best_layer`` by the settings'
     criterion. ``acts`` [N, d] (best layer, after any denoising), ``labels``/``stimulus_ids``
     and ``halves`` let comparisons bootstrap stories and cross texts, ``styles`` (each text's
-    style of writing, None without) cross styles; ``references`` holds the human and
+    style of writing, None without) and ``style_rdms`` [2, G, L, E, E] (each style's RDM and
+    the other styles' RDM, every layer) cross styles; ``references`` holds the human and
     text-baseline RDMs of the same stories (for partial ρ)."""
 
     name: str
@@ -61,6 +61,7 @@ class Geometry:
     corpus_sha256: str
     references: dict[str, np.ndarray] = field(default_factory=dict)
     styles: list[str] | None = None
+    style_rdms: np.ndarray | None = None
 
     @property
     def n_layers(self) -> int:
@@ -95,7 +96,8 @@ class Geometry:
                 {"half_rdms": self.half_rdms, "acts_best": self.acts,
                  "half_1": self.halves[0].astype(np.int64),
                  "half_2": self.halves[1].astype(np.int64),
-                 **{f"ref_{k}": v for k, v in self.references.items()}},
+                 **{f"ref_{k}": v for k, v in self.references.items()},
+                 **({} if self.style_rdms is None else {"style_rdms": self.style_rdms})},
                 {**meta, "labels": self.labels, "stimulus_ids": self.stimulus_ids,
                  "styles": self.styles, "corpus_sha256": self.corpus_sha256}),
         }
@@ -130,7 +132,7 @@ class Geometry:
             labels=list(ameta["labels"]), stimulus_ids=list(ameta["stimulus_ids"]),
             acts=extra["acts_best"], half_rdms=extra["half_rdms"],
             halves=(extra["half_1"], extra["half_2"]), corpus_sha256=ameta["corpus_sha256"],
-            references=refs, styles=ameta.get("styles"))
+            references=refs, styles=ameta.get("styles"), style_rdms=extra.get("style_rdms"))
 
     def provenance(self) -> dict[str, Any]:
         """What a vector file found alone must say about itself: the model (id, kind,
@@ -199,12 +201,11 @@ def analyse(
     rel_layer = geometry.best_layer(rel["reliability"])
     styles = [s.style for s in corpus.stimuli]
     groups = style_groups(styles, labels, emotions, halves)
-    general = cross_style_profile(acts, labels, emotions, groups)
+    general = cross_style_profile(acts, labels, emotions, groups, st.permutations, st.seed)
+    style_rdms = np.stack([general["own"], general["rest"]]).astype(np.float32)
     general_layer = geometry.best_layer(general["rho"])
     best = {"reliability": rel_layer, "reference": ref_layer,
             "general": general_layer}[an.layer_criterion]
-    at_best = cross_style_within(acts[best], labels, emotions, groups, "spearman",
-                                 st.permutations, st.seed)
     n_layers = acts.shape[0]
     pos, neg = valence_groups(emotions)
     within, between = geometry.group_distances(rdms[best], emotions, pos, neg)
@@ -232,9 +233,10 @@ def analyse(
         "cross_style": general["rho"],
         "cross_style_ceiling": general["ceiling"],
         "cross_style_normalised": general["normalised"],
-        "cross_style_at_best": at_best["rho"],
-        "p_cross_style_at_best": at_best["p"],
-        "cross_style_normalised_at_best": at_best["normalised"],
+        "p_cross_style": general["p"],
+        "cross_style_at_best": float(general["rho"][best]),
+        "p_cross_style_at_best": float(general["p"][best]),
+        "cross_style_normalised_at_best": float(general["normalised"][best]),
         "cross_style_split": groups.split,
         "cross_style_groups": groups.names,
         "cross_style_note": groups.note,
@@ -266,4 +268,5 @@ def analyse(
         labels=labels, stimulus_ids=[s.id for s in corpus.stimuli], acts=acts[best],
         half_rdms=half_rdms, halves=(np.asarray(halves[0]), np.asarray(halves[1])),
         corpus_sha256=corpus.sha256, references=dict(references),
-        styles=styles if all(styles) else None)
+        styles=styles if all(styles) else None,
+        style_rdms=style_rdms if groups.split == "style" else None)

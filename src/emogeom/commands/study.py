@@ -68,7 +68,7 @@ def run_and_print(spec, executor: str | None = None, address: str | None = None,
               else "")
         console.print(f"{r['model_a']} (L{r['layer_a']}) vs {r['model_b']} (L{r['layer_b']}) "
                       f"({r['precision_a']}, {r['preset_a']}): {r['method']} ρ = "
-                      f"{r['rho']:.3f}{ci}, p = {r['p_perm']:.3g}", soft_wrap=True)
+                      f"{r['rho']:.3f}{ci}, p = {r['p_perm']:.3g}{_cross(r)}", soft_wrap=True)
     link_file = spec.out_dir / "behaviour_link.json"
     if spec.behaviour and link_file.exists():
         from emogeom.artefacts import read_json
@@ -188,6 +188,14 @@ def run(
     except ValueError as exc:
         fail(EmogeomError(flag_error(exc)))
     run_and_print(spec, None, None, jobs, label="run")
+
+
+def _cross(r: dict) -> str:
+    """'; other styles ρ = …' for a comparison row that has the cross-style value."""
+    if r.get("rho_cross_style") is None:
+        return ""
+    where = "other styles" if r.get("cross_split") == "style" else "other half of the texts"
+    return f"; {where} ρ = {r['rho_cross_style']:.3f} (p = {r['p_cross_style']:.3g})"
 
 
 def flag_error(exc: ValueError) -> str:

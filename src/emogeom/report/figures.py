@@ -369,7 +369,8 @@ def rho_matrix(labels: list[str], rho: np.ndarray, p: np.ndarray,
 
 
 def text_profile(profile: dict) -> Figure:
-    """Same-text vs cross-text ρ over model A's layers, model B at its chosen layer."""
+    """Same-text vs cross-text (and, with styles, cross-style) ρ over model A's layers, model B
+    at its chosen layer."""
     same = np.array([np.nan if v is None else v for v in profile["same_text"]], dtype=float)
     cross = np.array([np.nan if v is None else v for v in profile["cross_text"]], dtype=float)
     layers = np.arange(len(same))
@@ -377,6 +378,10 @@ def text_profile(profile: dict) -> Figure:
     fig, ax = plt.subplots(figsize=(6.4, 3.8), constrained_layout=True)
     ax.plot(layers, same, "o-", ms=3, label="same texts")
     ax.plot(layers, cross, "s-", ms=3, label="disjoint halves (cross-text)")
+    if profile.get("cross_style") is not None:
+        styles = np.array([np.nan if v is None else v for v in profile["cross_style"]],
+                          dtype=float)
+        ax.plot(layers, styles, "^-", ms=3, label="other styles (leave-one-style-out)")
     ax.axhline(0, color="grey", lw=0.5)
     ax.set_xlabel(f"layer of {a}")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -298,7 +298,9 @@ def _text_profiles(out: Path, figdir: Path) -> str:
         return ""
     return _h2("text-profiles") + figs(imgs) + note(
         "ρ between model A's RDM at each of its layers and model B's at its chosen layer: "
-        "both from the same stories, and from disjoint halves of the stories (cross-text). "
+        "both from the same stories, from disjoint halves of the stories (cross-text), and, "
+        "when the corpus has styles, each model on one style against the other on the other "
+        "styles (averaged over styles and both ways). "
         "A gap between the two lines is agreement that comes from sharing the texts.")
 
 

@@ -13,6 +13,7 @@ from emogeom.stats.corrections import benjamini_hochberg, holm
 from emogeom.stats.cross_style import (
     Groups,
     cross_style,
+    cross_style_layers,
     cross_style_profile,
     cross_style_within,
     style_groups,
@@ -32,6 +33,7 @@ __all__ = [
     "ceiled",
     "compare_vectors",
     "cross_style",
+    "cross_style_layers",
     "cross_style_profile",
     "cross_style_within",
     "cross_text",

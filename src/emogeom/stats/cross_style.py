@@ -128,18 +128,25 @@ def _normalised(rho, ceiling):
 
 
 def cross_style_profile(acts: np.ndarray, labels: Sequence[str], emotions: Sequence[str],
-                        groups: Groups) -> dict[str, np.ndarray]:
+                        groups: Groups, n_perm: int = 0, seed: int = 0
+                        ) -> dict[str, np.ndarray]:
     """Within one model, per layer of acts [L, N, d]: ``rho`` (mean over groups of Spearman ρ
-    between the group's RDM and the other groups' RDM), ``per_group`` [G, L], ``ceiling`` and
-    ``normalised`` (ρ / ceiling)."""
+    between the group's RDM and the other groups' RDM), ``per_group`` [G, L], ``ceiling``,
+    ``normalised`` (ρ / ceiling) and, with ``n_perm``, the permutation ``p`` of every layer
+    (NaN without); ``own`` and ``rest`` are the RDMs [G, L, E, E]."""
     r = group_rdms(acts, labels, emotions, groups)
     per_group = rowwise_spearman(upper(r["own"]), upper(r["rest"]))  # [G, L]
+    p = np.full(len(acts), np.nan)
+    if n_perm:
+        for layer in range(len(acts)):
+            pairs = list(zip(r["own"][:, layer], r["rest"][:, layer]))
+            p[layer] = mean_pairs_mantel(pairs, "spearman", n_perm, seed)[1]
     rel_own = _reliability(np.moveaxis(r["own_halves"], 1, -3))
     rel_rest = _reliability(np.moveaxis(r["rest_halves"], 1, -3))
     rho = _mean(per_group, axis=0)
     ceiling = _mean(_ceiling(rel_own, rel_rest), axis=0)
     return {"rho": rho, "per_group": per_group, "ceiling": ceiling,
-            "normalised": _normalised(rho, ceiling)}
+            "normalised": _normalised(rho, ceiling), "p": p, "own": r["own"], "rest": r["rest"]}
 
 
 def mean_pairs_mantel(pairs: Sequence[tuple[np.ndarray, np.ndarray]], method: str = "spearman",
@@ -189,3 +196,15 @@ def cross_style(acts_a: np.ndarray, acts_b: np.ndarray, labels: Sequence[str],
     return {"rho_cross_style": rho, "p_cross_style": p, "ceiling_cross_style": ceiling,
             "rho_cross_style_ceiled": float(_normalised(rho, ceiling)),
             "cross_split": groups.split}
+
+
+def cross_style_layers(style_rdms_a: np.ndarray, style_rdms_b: np.ndarray, layer_b: int
+                       ) -> np.ndarray:
+    """Cross-style ρ of model A at each of its layers against model B at ``layer_b``, from
+    the stored style RDMs [2 (own, rest), G, L, E, E] of both: mean over styles of
+    (ρ(A own, B rest) + ρ(A rest, B own)) / 2 (Spearman) → [L_a]."""
+    a_own, a_rest = upper(style_rdms_a[0]), upper(style_rdms_a[1])  # [G, La, M]
+    b_own = upper(style_rdms_b[0][:, layer_b])[:, None]  # [G, 1, M]
+    b_rest = upper(style_rdms_b[1][:, layer_b])[:, None]
+    both = (rowwise_spearman(a_own, b_rest) + rowwise_spearman(a_rest, b_own)) / 2
+    return _mean(both, axis=0)

@@ -393,7 +393,9 @@ def study_comparisons(spec: StudySpec, done: list[Job], geom) -> tuple[list[dict
             profiles.append({"model_a": a.label, "model_b": b.label,
                              "precision": a.precision, "preset": a.preset,
                              "layer_b": row["layer_b"], "same_text": c.same_text,
-                             "cross_text": c.cross_text})
+                             "cross_text": c.cross_text,
+                             **({} if c.cross_style is None
+                                else {"cross_style": c.cross_style})})
     return rows, profiles
 
 
