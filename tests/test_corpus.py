@@ -373,3 +373,53 @@ def test_ids_unique_within_an_emotion(tmp_path):
     dup = lines + [json.dumps({"emotion": "sad", "id": 1, "text": "again."})]
     with pytest.raises(EmogeomError, match="duplicate id '1' within sad"):
         load_corpus(_write(tmp_path, dup))
+
+
+# Each case: a table file that once lost, changed or mislabelled texts without a word.
+_TABLE_CASES = [
+    ("extra.csv", "emotion,text\nhappy,I was glad, very glad\n",
+     r"extra\.csv:2: CSV row has 3 cells but the table has 2 columns; quote a text that "
+     r"contains a comma"),
+    ("unclosed.csv", "emotion,text\nhappy,a\nhappy,b\nsad,c\nsad,d\ncalm,\"Slammed door\n"
+                     "calm,Shouted\ncalm,Kicked\n",
+     r"unclosed\.csv:6: not valid CSV \(.*\); a quote opened here is never closed"),
+    ("tsvquote.tsv", "emotion\ttext\nhappy\t\"I won!\" she shouted.\n",
+     r"tsvquote\.tsv:2: not valid TSV \(.*\); a field that starts with a quote must end"),
+    ("hashrow.csv", "text,emotion\nA fine day.,happy\n#1 day of my life,happy\n",
+     r"hashrow\.csv:3: this line starts with '#' \(a comment\) but reads as a CSV row"),
+]
+
+
+@pytest.mark.parametrize("name, content, pattern", _TABLE_CASES,
+                         ids=[c[0] for c in _TABLE_CASES])
+def test_table_rows_are_never_lost_or_changed_silently(tmp_path, name, content, pattern):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(EmogeomError, match=pattern) as info:
+        load_corpus(path)
+    assert "\n" not in str(info.value)
+
+
+def test_table_quotes_separators_labels_and_line_numbers(tmp_path):
+    rows = [("happy", 'a 12" pizza arrived'), ("happy", "we danced"), ("sad", "rain"),
+            ("sad", "a first part\u2028and a second"), ("calm", "tea"), ("calm", "a nap")]
+    path = tmp_path / "t.csv"
+    path.write_text("emotion,text\n" + "".join(
+        f"{e.capitalize()},{t}\n" + ("# a comment\n" if k == 0 else "")
+        for k, (e, t) in enumerate(rows)))
+    corpus = load_corpus(path)  # a stray quote mid-field is text; U+2028 stays inside a text
+    assert corpus.texts == [t for _, t in rows]
+    assert [s.id for s in corpus.stimuli][:2] == ["happy-1", "happy-2"]  # 'Happy' counted
+    path.write_text(path.read_text().replace("Calm,tea", "Kalm,tea"))
+    with pytest.raises(EmogeomError, match=r"t\.csv:7: unknown emotion label 'kalm'"):
+        load_corpus(path)
+
+
+def test_headerless_text_column_is_found_over_all_rows(tmp_path):
+    path = tmp_path / "h.csv"
+    lines = ["story_number_0000_xyz,happy,I won"] + [
+        f"s{k},{e},A much longer text about the day number {k}."
+        for k, e in enumerate(["happy", "sad", "sad", "calm", "calm"])]
+    path.write_text("\n".join(lines) + "\n")
+    corpus = load_corpus(path)
+    assert corpus.stimuli[0].text == "I won" and corpus.stimuli[0].id == "story_number_0000_xyz"

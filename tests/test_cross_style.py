@@ -115,3 +115,19 @@ def test_cross_model_layer_profile_matches_each_layer():
     for k in range(3):
         one = cross_style(a[k], b[1], LABELS, EMOTIONS, GROUPS, n_perm=10)
         assert profile[k] == pytest.approx(one["rho_cross_style"], abs=1e-9)
+
+
+def test_texts_without_a_style_are_left_out_not_the_styles():
+    styles = list(STYLE_OF)
+    styles[0] = None  # one unstyled text must not send the analysis to the halves
+    groups = style_groups(styles, LABELS, EMOTIONS, HALVES)
+    assert groups.split == "style" and groups.index[0] == -1 and len(groups.names) == 5
+
+
+def test_normalised_uses_the_same_styles_for_rho_and_ceiling():
+    from emogeom.stats.cross_style import _aligned
+
+    rhos = np.array([0.49, 0.47, 0.43])
+    ceilings = np.array([0.42, np.nan, np.nan])  # two styles without a ceiling
+    assert _aligned(rhos, ceilings) == pytest.approx(0.49 / 0.42)
+    assert np.isnan(_aligned(rhos, np.full(3, np.nan)))

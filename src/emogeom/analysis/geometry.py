@@ -60,7 +60,7 @@ class Geometry:
     halves: tuple[np.ndarray, np.ndarray]
     corpus_sha256: str
     references: dict[str, np.ndarray] = field(default_factory=dict)
-    styles: list[str] | None = None
+    styles: list[str | None] | None = None
     style_rdms: np.ndarray | None = None
 
     @property
@@ -239,7 +239,9 @@ def analyse(
         "cross_style_normalised_at_best": float(general["normalised"][best]),
         "cross_style_split": groups.split,
         "cross_style_groups": groups.names,
-        "cross_style_note": groups.note,
+        "cross_style_note": groups.note + (
+            "; the layer was chosen as the argmax of this statistic, so its p at that layer "
+            "is not corrected for the choice" if an.layer_criterion == "general" else ""),
         "reliability_at_layer_general": float(rel["reliability"][general_layer]),
         "cross_style_at_layer_reliability": float(general["rho"][rel_layer]),
         "valence_within": within,
@@ -268,5 +270,5 @@ def analyse(
         labels=labels, stimulus_ids=[s.id for s in corpus.stimuli], acts=acts[best],
         half_rdms=half_rdms, halves=(np.asarray(halves[0]), np.asarray(halves[1])),
         corpus_sha256=corpus.sha256, references=dict(references),
-        styles=styles if all(styles) else None,
+        styles=styles if any(styles) else None,
         style_rdms=style_rdms if groups.split == "style" else None)

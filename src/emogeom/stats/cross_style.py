@@ -11,7 +11,8 @@ halves, which only changes the texts, not the style; ``split`` says which was us
 Each value comes with a label-permutation p (the same relabelling in every pair) and a noise
 ceiling: the mean over styles of sqrt(rel(own) · rel(rest)), each reliability the
 Spearman–Brown split-half ρ of that set of texts (alternate texts within every emotion and
-style). ``normalised`` = ρ / ceiling.
+style). ``normalised`` = mean ρ / mean ceiling over the styles that have a ceiling (a style
+whose reliability is not positive has none).
 """
 
 from __future__ import annotations
@@ -47,12 +48,12 @@ class Groups:
 def style_groups(styles: Sequence[str | None] | None, labels: Sequence[str],
                  emotions: Sequence[str], halves: tuple[np.ndarray, np.ndarray]) -> Groups:
     """Groups by style when at least two styles each hold every emotion twice or more (texts
-    of other styles are left out); otherwise the two fixed halves."""
+    without a style or of other styles are left out); otherwise the two fixed halves."""
     labels = np.asarray(labels)
     n = len(labels)
-    if styles is not None and len(styles) == n and all(styles):
-        styles_arr = np.asarray(styles)
-        usable = [str(s) for s in dict.fromkeys(styles)
+    if styles is not None and len(styles) == n and any(styles):
+        styles_arr = np.asarray([s or "" for s in styles])
+        usable = [str(s) for s in dict.fromkeys(styles_arr) if s
                   if all(np.sum((styles_arr == s) & (labels == e)) >= 2 for e in emotions)]
         if len(usable) >= MIN_STYLES:
             index = np.full(n, -1)
@@ -122,6 +123,14 @@ def _mean(x: np.ndarray, axis: int | None = None) -> np.ndarray:
         return np.where(ok, x, 0.0).sum(axis=axis) / ok.sum(axis=axis)
 
 
+def _aligned(rhos: np.ndarray, ceilings: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Mean ρ over mean ceiling, both over the same groups: those with a finite ceiling and ρ
+    (a group without a ceiling would otherwise count in ρ but not in the ceiling)."""
+    ok = np.isfinite(rhos) & np.isfinite(ceilings)
+    return _normalised(_mean(np.where(ok, rhos, np.nan), axis=axis),
+                       _mean(np.where(ok, ceilings, np.nan), axis=axis))
+
+
 def _normalised(rho, ceiling):
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(ceiling > 0, rho / ceiling, np.nan)
@@ -144,9 +153,11 @@ def cross_style_profile(acts: np.ndarray, labels: Sequence[str], emotions: Seque
     rel_own = _reliability(np.moveaxis(r["own_halves"], 1, -3))
     rel_rest = _reliability(np.moveaxis(r["rest_halves"], 1, -3))
     rho = _mean(per_group, axis=0)
-    ceiling = _mean(_ceiling(rel_own, rel_rest), axis=0)
-    return {"rho": rho, "per_group": per_group, "ceiling": ceiling,
-            "normalised": _normalised(rho, ceiling), "p": p, "own": r["own"], "rest": r["rest"]}
+    ceilings = _ceiling(rel_own, rel_rest)  # [G, L]
+    ceiling = _mean(ceilings, axis=0)
+    normalised = _aligned(per_group, ceilings, axis=0)
+    return {"rho": rho, "per_group": per_group, "ceiling": ceiling, "normalised": normalised,
+            "p": p, "own": r["own"], "rest": r["rest"]}
 
 
 def mean_pairs_mantel(pairs: Sequence[tuple[np.ndarray, np.ndarray]], method: str = "spearman",
@@ -165,17 +176,24 @@ def mean_pairs_mantel(pairs: Sequence[tuple[np.ndarray, np.ndarray]], method: st
     return float(observed), (int(np.sum(null >= observed - 1e-12)) + 1) / (n_perm + 1)
 
 
+def _pair_sims(pairs: Sequence[tuple[np.ndarray, np.ndarray]], method: str) -> np.ndarray:
+    """Similarity of each (x, y) RDM pair by ``method`` (their mean is the observed value of
+    ``mean_pairs_mantel``)."""
+    i, j = upper_indices(pairs[0][0].shape[0])
+    return np.array([compare_vectors(x[i, j], y[i, j][None], method)[0] for x, y in pairs])
+
+
 def cross_style_within(acts: np.ndarray, labels: Sequence[str], emotions: Sequence[str],
                        groups: Groups, method: str = "spearman", n_perm: int = 10_000,
                        seed: int = 0) -> dict[str, float]:
     """One model at one layer (acts [N, d]): cross-style ρ, its permutation p, ceiling and
     normalised value."""
     r = group_rdms(acts, labels, emotions, groups)
-    rho, p = mean_pairs_mantel(list(zip(r["own"], r["rest"])), method, n_perm, seed)
-    ceiling = float(_mean(_ceiling(_reliability(r["own_halves"]),
-                                   _reliability(r["rest_halves"]))))
-    return {"rho": rho, "p": p, "ceiling": ceiling,
-            "normalised": float(_normalised(rho, ceiling))}
+    pairs = list(zip(r["own"], r["rest"]))
+    rho, p = mean_pairs_mantel(pairs, method, n_perm, seed)
+    ceilings = _ceiling(_reliability(r["own_halves"]), _reliability(r["rest_halves"]))
+    return {"rho": rho, "p": p, "ceiling": float(_mean(ceilings)),
+            "normalised": float(_aligned(_pair_sims(pairs, method), ceilings))}
 
 
 def cross_style(acts_a: np.ndarray, acts_b: np.ndarray, labels: Sequence[str],
@@ -191,10 +209,11 @@ def cross_style(acts_a: np.ndarray, acts_b: np.ndarray, labels: Sequence[str],
     rho, p = mean_pairs_mantel(pairs, method, n_perm, seed)
     rel = {f"{m}_{k}": _reliability(r[f"{k}_halves"]) for m, r in (("a", ra), ("b", rb))
            for k in ("own", "rest")}
-    ceiling = float(_mean(np.concatenate([_ceiling(rel["a_own"], rel["b_rest"]),
-                                          _ceiling(rel["a_rest"], rel["b_own"])])))
-    return {"rho_cross_style": rho, "p_cross_style": p, "ceiling_cross_style": ceiling,
-            "rho_cross_style_ceiled": float(_normalised(rho, ceiling)),
+    ceilings = np.concatenate([_ceiling(rel["a_own"], rel["b_rest"]),
+                               _ceiling(rel["a_rest"], rel["b_own"])])
+    return {"rho_cross_style": rho, "p_cross_style": p,
+            "ceiling_cross_style": float(_mean(ceilings)),
+            "rho_cross_style_ceiled": float(_aligned(_pair_sims(pairs, method), ceilings)),
             "cross_split": groups.split}
 
 

@@ -156,7 +156,7 @@ def load_corpus(
     seen: dict[str, set[str]] = {}
     stimuli: list[Stimulus] = []
     for n, row in rows:
-        s = _stimulus(path, n, row, 1 + sum(x.emotion == row.get("emotion") for x in stimuli))
+        s = _stimulus(path, n, row, 1 + len(seen.get(_label(row.get("emotion")), ())))
         if s.emotion not in known:
             raise EmogeomError(
                 f"{path}:{n}: unknown emotion label '{s.emotion}' "
@@ -208,13 +208,18 @@ def _first_per_emotion(stimuli: list[Stimulus], n: int) -> list[Stimulus]:
     return [s for i, s in enumerate(stimuli) if i in keep]
 
 
+def _label(value) -> str | None:
+    """An emotion label as emogeom compares it: stripped, lower case."""
+    return value.strip().lower() if isinstance(value, str) else None
+
+
 def _stimulus(path: Path, n: int, row: dict, nth: int) -> Stimulus:
     """One corpus row as a Stimulus, each field's presence and type checked; a missing id
     becomes ``emotion-nth``; other columns are kept in ``meta``."""
     emotion, text = (_field(path, n, row, key) for key in CORPUS_FIELDS[0])
     sid, style, topic, person = (_field(path, n, row, key, needed=False)
                                  for key in CORPUS_FIELDS[1])
-    emotion = emotion.strip().lower()
+    emotion = _label(emotion)
     sid = sid.strip() if sid and sid.strip() else f"{emotion}-{nth}"
     meta = {k: v for k, v in row.items() if k not in (*CORPUS_FIELDS[0], *CORPUS_FIELDS[1])}
     return Stimulus(emotion, sid, text.strip(), topic or None, person or None,

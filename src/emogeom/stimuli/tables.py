@@ -7,7 +7,6 @@ Every row comes back as ``(line number, {canonical field: value, ...extra column
 from __future__ import annotations
 
 import csv
-import io
 import json
 import re
 from collections.abc import Iterator
@@ -61,9 +60,15 @@ def _renamed(row: dict, columns: dict[str, str]) -> dict:
     return out
 
 
+def _lines(text: str) -> list[str]:
+    """Lines split at line feeds only (a CR before one dropped): other Unicode separators,
+    which ``str.splitlines`` would also split at, stay inside the text."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
 def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict]]:
     """(line number, object) pairs of a JSON Lines text; blank and ``#`` lines skipped."""
-    for n, line in enumerate(text.splitlines(), start=1):
+    for n, line in enumerate(_lines(text), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
@@ -76,27 +81,61 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict]]:
         yield n, row
 
 
-def _uncommented(text: str) -> Iterator[tuple[int, str]]:
-    """(line number, line) of a delimited text without its ``#`` comment lines and blank
-    lines; a line inside a quoted multi-line field is never taken for a comment."""
-    inside = False
-    for n, line in enumerate(text.splitlines(keepends=True), start=1):
-        if not inside and (not line.strip() or line.lstrip().startswith("#")):
-            continue
-        if line.count('"') % 2:
-            inside = not inside
-        yield n, line
+class _Feed:
+    """The lines of a table for ``csv.reader``: at the start of a record, blank lines and
+    ``#`` comment lines are skipped (inside a quoted field every line is data); ``start`` is
+    the line number where the current record began."""
+
+    def __init__(self, text: str, on_comment) -> None:
+        self.lines = _lines(text)
+        self.n = 0
+        self.start = 0
+        self.at_start = True
+        self.on_comment = on_comment
+
+    def __iter__(self) -> _Feed:
+        return self
+
+    def __next__(self) -> str:
+        while self.n < len(self.lines):
+            line = self.lines[self.n]
+            self.n += 1
+            if self.at_start and (not line.strip() or line.lstrip().startswith("#")):
+                if line.strip():
+                    self.on_comment(self.n, line)
+                continue
+            if self.at_start:
+                self.start, self.at_start = self.n, False
+            return line + "\n"
+        raise StopIteration
 
 
 def _table_rows(path: Path, text: str, delimiter: str, fields, columns: dict[str, str],
                 labels: tuple[str, ...]) -> list[tuple[int, dict]]:
-    """Rows of a CSV/TSV text, with or without a header, comments dropped."""
+    """Rows of a CSV/TSV text, with or without a header, comments dropped. Every row must
+    have as many cells as the header (or the first row); a text holding the delimiter must
+    be quoted."""
     kind = "TSV" if delimiter == "\t" else "CSV"
-    lines = list(_uncommented(text))
-    if not lines:
+    comments: list[tuple[int, str]] = []
+    feed = _Feed(text, lambda n, line: comments.append((n, line)))
+    reader = csv.reader(feed, delimiter=delimiter, strict=True)
+    records: list[tuple[int, list[str]]] = []
+    while True:
+        feed.at_start = True
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            hint = ("a quote opened here is never closed" if "end of data" in str(exc) else
+                    "a field that starts with a quote must end with one (double any quote "
+                    "inside it)")
+            raise EmogeomError(f"{path}:{feed.start}: not valid {kind} ({exc}); {hint}"
+                               ) from None
+        records.append((feed.start, cells))
+    if not records:
         raise EmogeomError(f"{path}:1: {kind} file holds no rows; add a header naming the "
                            f"columns {_wants(fields)} and one row per text")
-    records = _records(path, kind, lines, delimiter)
     first_n, first = records[0]
     cells = [c.strip() for c in first]
     if _is_header(cells, fields, columns, labels):
@@ -106,36 +145,34 @@ def _table_rows(path: Path, text: str, delimiter: str, fields, columns: dict[str
             raise EmogeomError(f"{path}:{first_n + 1}: {kind} file has a header but no rows; "
                                "add one row per text under the header")
     else:
-        names = _positional_names(path, first_n, kind, cells, fields, columns, labels)
+        names = _positional_names(path, first_n, kind, records, fields, columns, labels)
         body = records
-    rows = []
+    _check_widths(path, kind, len(names), body)
+    _check_comments(path, kind, comments, delimiter, len(names), labels)
+    return [(n, {name: value for name, value in zip(names, record) if name})
+            for n, record in body]
+
+
+def _check_widths(path: Path, kind: str, width: int, body) -> None:
+    """A row with more cells than the header would lose text silently: refuse it."""
     for n, record in body:
-        row = {name: value for name, value in zip(names, record) if name}
-        rows.append((n, row))
-    return rows
+        if len(record) > width:
+            sep = "tab" if kind == "TSV" else "comma"
+            raise EmogeomError(f"{path}:{n}: {kind} row has {len(record)} cells but the table "
+                               f"has {width} columns; quote a text that contains a {sep}")
 
 
-def _records(path: Path, kind: str, lines: list[tuple[int, str]], delimiter: str
-             ) -> list[tuple[int, list[str]]]:
-    """Records of a table (a quoted field may span lines), each with its first line number."""
-    out: list[tuple[int, list[str]]] = []
-    buffer, start = "", 0
-    for n, line in lines:
-        buffer, start = buffer + line, start or n
-        if buffer.count('"') % 2 == 0:
-            out += _parse(path, kind, start, buffer, delimiter)
-            buffer, start = "", 0
-    if buffer:
-        out += _parse(path, kind, start, buffer, delimiter)
-    return out
-
-
-def _parse(path: Path, kind: str, n: int, chunk: str, delimiter: str
-           ) -> list[tuple[int, list[str]]]:
-    try:
-        return [(n, cells) for cells in csv.reader(io.StringIO(chunk), delimiter=delimiter)]
-    except csv.Error as exc:
-        raise EmogeomError(f"{path}:{n}: not valid {kind} ({exc}); fix that line") from None
+def _check_comments(path: Path, kind: str, comments, delimiter: str, width: int,
+                    labels: tuple[str, ...]) -> None:
+    """A ``#`` line that reads as a data row (as many cells as the table, one of them an
+    emotion label) is refused rather than skipped as a comment."""
+    known = {label.lower() for label in labels}
+    for n, line in comments:
+        cells = next(csv.reader([line], delimiter=delimiter), [])
+        if width > 1 and len(cells) == width and known & {c.strip().lower() for c in cells}:
+            raise EmogeomError(f"{path}:{n}: this line starts with '#' (a comment) but reads "
+                               f"as a {kind} row; quote its first cell (\"#...\") to keep it "
+                               "or remove the line")
 
 
 def _wants(fields) -> str:
@@ -177,12 +214,15 @@ def _header_names(path: Path, n: int, kind: str, cells: list[str], fields,
     return names
 
 
-def _positional_names(path: Path, n: int, kind: str, cells: list[str], fields,
-                      columns: dict[str, str], labels: tuple[str, ...]) -> list[str | None]:
+def _positional_names(path: Path, n: int, kind: str, records: list[tuple[int, list[str]]],
+                      fields, columns: dict[str, str], labels: tuple[str, ...]
+                      ) -> list[str | None]:
     """Field names of a headerless table: positions from the mapping (``text=3``); else, in a
     corpus of 2 or 3 columns, the column holding an emotion label in the first row is the
-    emotion, the longest other cell the text and a third column the id."""
+    emotion, of the others the one with more characters over all rows the text, and a third
+    column the id."""
     needed, _ = fields
+    cells = [c.strip() for c in records[0][1]]
     width = len(cells)
     if columns:
         bad = [c for c in columns.values() if not re.fullmatch(r"\d+", c)]
@@ -203,7 +243,8 @@ def _positional_names(path: Path, n: int, kind: str, cells: list[str], fields,
         names: list[str | None] = ["id"] * width
         names[found[0]] = "emotion"
         others = [k for k in range(width) if k != found[0]]
-        names[max(others, key=lambda k: len(cells[k]))] = "text"
+        names[max(others, key=lambda k: sum(len(r[k]) for _, r in records if k < len(r)))
+              ] = "text"
         return names
     if tuple(needed) == ("text",) and width in (1, 2):
         return ["text"] if width == 1 else ["id", "text"]
