@@ -242,8 +242,6 @@ def analyse(
         "cross_style_note": groups.note + (
             "; the layer was chosen as the argmax of this statistic, so its p at that layer "
             "is not corrected for the choice" if an.layer_criterion == "general" else ""),
-        "reliability_at_layer_general": float(rel["reliability"][general_layer]),
-        "cross_style_at_layer_reliability": float(general["rho"][rel_layer]),
         "valence_within": within,
         "valence_between": between,
         "pc1_valence_abs_r": float(pc_r[0, 0]),

@@ -102,10 +102,15 @@ def layer_reliability(
         u2 = upper(cosine_rdm(emotion_vectors(acts[:, h2], l2, emotions)))
         rhos.append(rowwise_spearman(u1, u2))
     split_half = np.nanmean(np.stack(rhos), axis=0) if n_splits else np.full(len(acts), np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sb = np.where(split_half > -1, 2 * split_half / (1 + split_half), np.nan)
+    sb = spearman_brown(split_half)
     fixed_rho = rhos[0] if fixed is not None else np.full(len(acts), np.nan)
     return {"split_half": split_half, "reliability": sb, "split_half_fixed": fixed_rho}
+
+
+def spearman_brown(split_half: np.ndarray) -> np.ndarray:
+    """Full-length reliability 2ρ / (1 + ρ) from a half-vs-half ρ; NaN where ρ ≤ −1 or NaN."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(split_half > -1, 2 * split_half / (1 + split_half), np.nan)
 
 
 def best_layer(reliability: np.ndarray) -> int:

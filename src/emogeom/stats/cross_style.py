@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emogeom.geometry.layers import rowwise_spearman
+from emogeom.geometry.layers import rowwise_spearman, spearman_brown
 from emogeom.geometry.rdm import cosine_rdm, upper
 from emogeom.stats.compare import _rank_cells, compare_vectors, permutations, upper_indices
+from emogeom.stats.reliability import noise_ceiling
 
 MIN_STYLES = 2
 
@@ -104,15 +105,8 @@ def group_rdms(acts: np.ndarray, labels: Sequence[str], emotions: Sequence[str],
 
 def _reliability(halves: np.ndarray) -> np.ndarray:
     """Spearman–Brown split-half reliability of [..., 2, E, E] half RDMs → [...]."""
-    rho = rowwise_spearman(upper(halves[..., 0, :, :]), upper(halves[..., 1, :, :]))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(rho > -1, 2 * rho / (1 + rho), np.nan)
-
-
-def _ceiling(rel_x: np.ndarray, rel_y: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        return np.where((rel_x > 0) & (rel_y > 0), np.sqrt(np.clip(rel_x * rel_y, 0, None)),
-                        np.nan)
+    return spearman_brown(rowwise_spearman(upper(halves[..., 0, :, :]),
+                                           upper(halves[..., 1, :, :])))
 
 
 def _mean(x: np.ndarray, axis: int | None = None) -> np.ndarray:
@@ -153,7 +147,7 @@ def cross_style_profile(acts: np.ndarray, labels: Sequence[str], emotions: Seque
     rel_own = _reliability(np.moveaxis(r["own_halves"], 1, -3))
     rel_rest = _reliability(np.moveaxis(r["rest_halves"], 1, -3))
     rho = _mean(per_group, axis=0)
-    ceilings = _ceiling(rel_own, rel_rest)  # [G, L]
+    ceilings = noise_ceiling(rel_own, rel_rest)  # [G, L]
     ceiling = _mean(ceilings, axis=0)
     normalised = _aligned(per_group, ceilings, axis=0)
     return {"rho": rho, "per_group": per_group, "ceiling": ceiling, "normalised": normalised,
@@ -191,7 +185,7 @@ def cross_style_within(acts: np.ndarray, labels: Sequence[str], emotions: Sequen
     r = group_rdms(acts, labels, emotions, groups)
     pairs = list(zip(r["own"], r["rest"]))
     rho, p = mean_pairs_mantel(pairs, method, n_perm, seed)
-    ceilings = _ceiling(_reliability(r["own_halves"]), _reliability(r["rest_halves"]))
+    ceilings = noise_ceiling(_reliability(r["own_halves"]), _reliability(r["rest_halves"]))
     return {"rho": rho, "p": p, "ceiling": float(_mean(ceilings)),
             "normalised": float(_aligned(_pair_sims(pairs, method), ceilings))}
 
@@ -209,8 +203,8 @@ def cross_style(acts_a: np.ndarray, acts_b: np.ndarray, labels: Sequence[str],
     rho, p = mean_pairs_mantel(pairs, method, n_perm, seed)
     rel = {f"{m}_{k}": _reliability(r[f"{k}_halves"]) for m, r in (("a", ra), ("b", rb))
            for k in ("own", "rest")}
-    ceilings = np.concatenate([_ceiling(rel["a_own"], rel["b_rest"]),
-                               _ceiling(rel["a_rest"], rel["b_own"])])
+    ceilings = np.concatenate([noise_ceiling(rel["a_own"], rel["b_rest"]),
+                               noise_ceiling(rel["a_rest"], rel["b_own"])])
     return {"rho_cross_style": rho, "p_cross_style": p,
             "ceiling_cross_style": float(_mean(ceilings)),
             "rho_cross_style_ceiled": float(_aligned(_pair_sims(pairs, method), ceilings)),

@@ -151,7 +151,8 @@ def load_corpus(
     mapping = parse_columns(columns, (*CORPUS_FIELDS[0], *CORPUS_FIELDS[1]))
     rows, raw = _read_rows(path, CORPUS_FIELDS, "corpus file", mapping, tuple(emotions))
     if not rows:
-        raise EmogeomError(f"corpus {path} is empty: it needs lines of {{emotion, id, text}}")
+        raise EmogeomError(f"corpus {path} is empty: it needs rows of {{emotion, text}} "
+                           "(optional: id, style, topic, person)")
     known = set(emotions)
     seen: dict[str, set[str]] = {}
     stimuli: list[Stimulus] = []
@@ -202,8 +203,7 @@ def _first_per_emotion(stimuli: list[Stimulus], n: int) -> list[Stimulus]:
     keep: set[int] = set()
     for emotion in dict.fromkeys(s.emotion for s in stimuli):
         cells = [idx for (e, _), idx in by_cell.items() if e == emotion]
-        order = [i for k in range(max(map(len, cells))) for idx in cells if k < len(idx)
-                 for i in [idx[k]]]
+        order = [idx[k] for k in range(max(map(len, cells))) for idx in cells if k < len(idx)]
         keep.update(order[:n])
     return [s for i, s in enumerate(stimuli) if i in keep]
 

@@ -116,6 +116,7 @@ def _table_rows(path: Path, text: str, delimiter: str, fields, columns: dict[str
     have as many cells as the header (or the first row); a text holding the delimiter must
     be quoted."""
     kind = "TSV" if delimiter == "\t" else "CSV"
+    known = frozenset(label.lower() for label in labels)
     comments: list[tuple[int, str]] = []
     feed = _Feed(text, lambda n, line: comments.append((n, line)))
     reader = csv.reader(feed, delimiter=delimiter, strict=True)
@@ -138,17 +139,17 @@ def _table_rows(path: Path, text: str, delimiter: str, fields, columns: dict[str
                            f"columns {_wants(fields)} and one row per text")
     first_n, first = records[0]
     cells = [c.strip() for c in first]
-    if _is_header(cells, fields, columns, labels):
+    if _is_header(cells, fields, columns, known):
         names = _header_names(path, first_n, kind, cells, fields, columns)
         body = records[1:]
         if not body:
             raise EmogeomError(f"{path}:{first_n + 1}: {kind} file has a header but no rows; "
                                "add one row per text under the header")
     else:
-        names = _positional_names(path, first_n, kind, records, fields, columns, labels)
+        names = _positional_names(path, first_n, kind, records, fields, columns, known)
         body = records
     _check_widths(path, kind, len(names), body)
-    _check_comments(path, kind, comments, delimiter, len(names), labels)
+    _check_comments(path, kind, comments, delimiter, len(names), known)
     return [(n, {name: value for name, value in zip(names, record) if name})
             for n, record in body]
 
@@ -163,10 +164,9 @@ def _check_widths(path: Path, kind: str, width: int, body) -> None:
 
 
 def _check_comments(path: Path, kind: str, comments, delimiter: str, width: int,
-                    labels: tuple[str, ...]) -> None:
+                    known: frozenset[str]) -> None:
     """A ``#`` line that reads as a data row (as many cells as the table, one of them an
-    emotion label) is refused rather than skipped as a comment."""
-    known = {label.lower() for label in labels}
+    emotion label, ``known`` in lower case) is refused rather than skipped as a comment."""
     for n, line in comments:
         cells = next(csv.reader([line], delimiter=delimiter), [])
         if width > 1 and len(cells) == width and known & {c.strip().lower() for c in cells}:
@@ -181,15 +181,15 @@ def _wants(fields) -> str:
 
 
 def _is_header(cells: list[str], fields, columns: dict[str, str],
-               labels: tuple[str, ...]) -> bool:
+               known: frozenset[str]) -> bool:
     """A first row is a header when it names a known or mapped column, or when it holds no
-    label value (every data row of a corpus holds its emotion label)."""
+    label value (``known``, lower case: every data row of a corpus holds its label)."""
     names = {n.lower() for group in fields for n in group} | set(ID_COLUMNS)
     names |= {c.lower() for c in columns.values() if not c.isdigit()}
     lowered = {c.lower() for c in cells}
     if lowered & names:
         return True
-    return bool(labels) and not lowered & {label.lower() for label in labels}
+    return bool(known) and not lowered & known
 
 
 def _header_names(path: Path, n: int, kind: str, cells: list[str], fields,
@@ -215,7 +215,7 @@ def _header_names(path: Path, n: int, kind: str, cells: list[str], fields,
 
 
 def _positional_names(path: Path, n: int, kind: str, records: list[tuple[int, list[str]]],
-                      fields, columns: dict[str, str], labels: tuple[str, ...]
+                      fields, columns: dict[str, str], known: frozenset[str]
                       ) -> list[str | None]:
     """Field names of a headerless table: positions from the mapping (``text=3``); else, in a
     corpus of 2 or 3 columns, the column holding an emotion label in the first row is the
@@ -237,8 +237,7 @@ def _positional_names(path: Path, n: int, kind: str, records: list[tuple[int, li
                                    f"file's {width} columns")
             names[pos] = name
         return names
-    lowered = [c.lower() for c in cells]
-    found = [k for k, c in enumerate(lowered) if c in {label.lower() for label in labels}]
+    found = [k for k, c in enumerate(cells) if c.lower() in known]
     if tuple(needed) == ("emotion", "text") and width in (2, 3) and len(found) == 1:
         names: list[str | None] = ["id"] * width
         names[found[0]] = "emotion"
